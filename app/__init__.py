@@ -1,0 +1,1 @@
+"""diemcau: coordinator for hybrid dialogue conferences (one hall, many connection points)."""

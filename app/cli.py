@@ -1,0 +1,595 @@
+"""The `diemcau` command line: serve, migrate, and everything an operator prepares a session with.
+
+Commands talk to the configured database directly (the same services the HTTP API calls), so a
+hall team can prepare a session on the control-desk machine before the server is even started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import DiemcauError
+from app.settings import Settings
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    name="diemcau",
+    help="diemcau: run hybrid dialogue conferences with hundreds to thousands of connection points.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+user_cli = typer.Typer(
+    help="Staff accounts (admin, operator, moderator, observer).", no_args_is_help=True
+)
+points_cli = typer.Typer(
+    help="The point directory: import and list connection points.", no_args_is_help=True
+)
+session_cli = typer.Typer(
+    help="Sessions: create, invite points, export join links, lifecycle.", no_args_is_help=True
+)
+cli.add_typer(user_cli, name="user")
+cli.add_typer(points_cli, name="points")
+cli.add_typer(session_cli, name="session")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _settings() -> Settings:
+    return Settings().with_secret()
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _run_db(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
+    """Run one unit of work in one transaction; a typed error exits 1 with its code and details."""
+    from models.engine import create_engine, session_factory, unit_of_work
+
+    settings = _settings()
+
+    async def main() -> T:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with unit_of_work(session_factory(engine)) as db:
+                return await work(db, settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except DiemcauError as exc:
+        _print_error(exc)
+        raise typer.Exit(1) from None
+
+
+def _print_error(exc: DiemcauError) -> None:
+    err.print(f"[red]error[/red] {escape(f'[{exc.code}]')} {escape(exc.message)}")
+    errors = exc.details.get("errors")
+    if isinstance(errors, list):
+        for row in errors[:50]:
+            field = f" ({row.get('field')})" if row.get("field") else ""
+            err.print(escape(f"  line {row.get('line')}{field}: {row.get('message')}"))
+        if len(errors) > 50:
+            err.print(f"  … and {len(errors) - 50} more")
+    else:
+        for key, value in exc.details.items():
+            err.print(escape(f"  {key}: {value}"))
+
+
+# ---- service -------------------------------------------------------------------------------
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default DIEMCAU_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default DIEMCAU_PORT).")] = None,
+) -> None:
+    """Serve the HTTP API (and, in later releases, the WebSocket and web app)."""
+    import uvicorn
+
+    from app.logging_setup import configure_logging
+    from app.main import create_app
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = _settings().model_copy(update=overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    base = settings.effective_public_url
+    out.print(f"diemcau serving on http://{settings.host}:{settings.port}")
+    out.print(f"  API docs      {base}/docs")
+    out.print(f"  OpenAPI       {base}/openapi.json")
+    out.print(f"  API root      {base}/api/v1")
+    out.print(f"  health        {base}/healthz")
+    out.print(f"  database      {_safe_url(settings.effective_database_url)}")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    downgrade: Annotated[bool, typer.Option("--downgrade", help="Go down to REVISION.")] = False,
+) -> None:
+    """Bring the database schema up to date (or down with --downgrade)."""
+    from migrations import runner
+
+    url = _settings().effective_database_url
+    if downgrade:
+        runner.downgrade(url, revision)
+    else:
+        runner.upgrade(url, revision)
+    out.print(f"database {_safe_url(url)} at revision {runner.current_revision(url) or 'base'}")
+
+
+@cli.command()
+def init(
+    username: Annotated[str, typer.Option(help="Username of the first account.")] = "admin",
+) -> None:
+    """Migrate, then create the first admin account if there is none and print its password once."""
+    from app.accounts import service
+    from app.accounts.schemas import AccountCreate
+    from app.auth.passwords import Passwords
+    from migrations import runner
+    from models import Role
+
+    settings = _settings()
+    runner.upgrade(settings.effective_database_url)
+
+    async def work(db: AsyncSession, s: Settings) -> tuple[str, str] | None:
+        if await service.count_accounts(db) > 0:
+            return None
+        passwords = Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib)
+        account, generated = await service.create_account(
+            db,
+            AccountCreate(username=username, display_name="Quản trị viên", role=Role.ADMIN),
+            passwords=passwords,
+            min_length=s.password_min_length,
+        )
+        assert generated is not None
+        return account.username, generated
+
+    created = _run_db(work)
+    if created is None:
+        out.print("database ready; accounts already exist")
+        return
+    out.print("[bold]First account created. This password is shown only once:[/bold]")
+    out.print(f"  username  {created[0]}")
+    out.print(f"  password  {created[1]}")
+    out.print("  role      admin (prepares and runs sessions, manages accounts)")
+
+
+# ---- accounts ------------------------------------------------------------------------------
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if not from_stdin:
+        return None
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise typer.BadParameter("no password on standard input")
+    return value
+
+
+@user_cli.command("create")
+def user_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, operator, moderator or observer.")] = "operator",
+    name: Annotated[str | None, typer.Option(help="Display name (default: the username).")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a staff account; without --password-stdin a password is generated and printed once."""
+    from pydantic import ValidationError
+
+    from app.accounts import service
+    from app.accounts.schemas import AccountCreate
+    from app.auth.passwords import Passwords
+
+    password = _read_password(password_stdin)
+    try:
+        data = AccountCreate.model_validate(
+            {
+                "username": username,
+                "display_name": name or username,
+                "role": role,
+                "password": password,
+            }
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors(include_url=False)[0]["msg"]) from None
+
+    async def work(db: AsyncSession, s: Settings) -> tuple[str, str | None]:
+        passwords = Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib)
+        account, generated = await service.create_account(
+            db, data, passwords=passwords, min_length=s.password_min_length
+        )
+        return account.username, generated
+
+    created, generated = _run_db(work)
+    out.print(f"account {created} created ({data.role.value})")
+    if generated:
+        out.print(f"password (shown once): {generated}")
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """List staff accounts."""
+    from app.accounts import service
+
+    async def work(db: AsyncSession, _: Settings) -> list[tuple[str, str, str, bool]]:
+        return [
+            (a.username, a.display_name, a.role.value, a.active)
+            for a in await service.list_accounts(db)
+        ]
+
+    table = Table("username", "name", "role", "active")
+    for username, display, role, active in _run_db(work):
+        table.add_row(username, display, role, "yes" if active else "no")
+    out.print(table)
+
+
+@user_cli.command("passwd")
+def user_passwd(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+    ] = False,
+) -> None:
+    """Set a new password (generated and printed once unless --password-stdin); old tokens stop working."""
+    from app.accounts import service
+    from app.auth.passwords import Passwords
+    from app.errors import NotFound
+
+    password = _read_password(password_stdin)
+
+    async def work(db: AsyncSession, s: Settings) -> str | None:
+        account = await service.find_by_username(db, username)
+        if account is None:
+            raise NotFound("account not found", details={"username": username})
+        passwords = Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib)
+        _, generated = await service.set_password(
+            db, account.id, password, passwords=passwords, min_length=s.password_min_length
+        )
+        return generated
+
+    generated = _run_db(work)
+    out.print(f"password of {username} changed")
+    if generated:
+        out.print(f"new password (shown once): {generated}")
+
+
+# ---- points --------------------------------------------------------------------------------
+
+
+@points_cli.command("import")
+def points_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the valid rows even if some are invalid.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count, write nothing.")
+    ] = False,
+) -> None:
+    """Import (upsert by code) connection points from a CSV; see docs/points-import.md."""
+    from app.errors import PayloadTooLarge
+    from bridges.directory import service
+    from bridges.directory.csv_format import parse_points_csv
+    from bridges.directory.schemas import ImportReport
+
+    settings = _settings()
+    if file.stat().st_size > settings.max_import_bytes:
+        _print_error(PayloadTooLarge(f"the file exceeds {settings.max_import_bytes} bytes"))
+        raise typer.Exit(1)
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+        try:
+            parsed = parse_points_csv(file.read_bytes(), max_rows=settings.max_import_rows)
+        except DiemcauError as exc:
+            bar.stop()
+            _print_error(exc)
+            raise typer.Exit(1) from None
+        bar.update(task, description="importing", total=len(parsed.rows), completed=0)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, total=max(total, 1), completed=done)
+
+        async def work(db: AsyncSession, _: Settings) -> ImportReport:
+            return await service.import_points(
+                db, parsed, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress
+            )
+
+        report = _run_db(work)
+        bar.update(
+            task,
+            description="done",
+            total=max(report.created + report.updated, 1),
+            completed=max(report.created + report.updated, 1),
+        )
+    verb = "would be" if dry_run else "were"
+    out.print(
+        f"{report.rows} rows ({report.format}): {report.created} {verb} created, "
+        f"{report.updated} updated, {report.unchanged} unchanged, {report.skipped} skipped"
+    )
+    for error in report.errors[:50]:
+        field = f" ({error.field})" if error.field else ""
+        err.print(f"  skipped line {error.line}{field}: {error.message}")
+    if parsed.ignored_columns:
+        err.print("  columns not read: " + ", ".join(parsed.ignored_columns))
+
+
+@points_cli.command("list")
+def points_list(
+    q: Annotated[str | None, typer.Option("--search", "-q", help="Code prefix or name.")] = None,
+    district: Annotated[list[str] | None, typer.Option(help="District code (repeatable).")] = None,
+    province: Annotated[list[str] | None, typer.Option(help="Province code (repeatable).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """Search the point directory."""
+    from bridges.directory import service
+
+    async def work(db: AsyncSession, _: Settings) -> tuple[list[Any], int]:
+        rows, total = await service.search_points(
+            db, q=q, district_codes=district or [], province_codes=province or [], limit=limit
+        )
+        return list(rows), total
+
+    rows, total = _run_db(work)
+    table = Table(
+        "code", "name", "kind", "district", "province", "active", title=f"{total} point(s)"
+    )
+    for p in rows:
+        table.add_row(
+            p.code,
+            p.name,
+            p.kind,
+            p.district_name or "",
+            p.province_name or "",
+            "yes" if p.active else "no",
+        )
+    out.print(table)
+
+
+# ---- sessions ------------------------------------------------------------------------------
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs a time zone, e.g. 2026-12-01T08:00:00+07:00")
+    return parsed
+
+
+@session_cli.command("create")
+def session_create(
+    title: Annotated[str, typer.Option(help="Title shown to every point.")],
+    hall: Annotated[str, typer.Option(help="Hall name.")] = "",
+    description: Annotated[str, typer.Option(help="Description.")] = "",
+    start: Annotated[str | None, typer.Option(help="Scheduled start, ISO 8601 with zone.")] = None,
+    end: Annotated[str | None, typer.Option(help="Scheduled end, ISO 8601 with zone.")] = None,
+) -> None:
+    """Create a session (status draft)."""
+    from pydantic import ValidationError
+
+    from app.sessions import service
+    from app.sessions.schemas import SessionCreate
+
+    try:
+        data = SessionCreate(
+            title=title,
+            hall_name=hall,
+            description=description,
+            scheduled_start=_parse_time(start),
+            scheduled_end=_parse_time(end),
+        )
+    except (ValidationError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def work(db: AsyncSession, _: Settings) -> int:
+        return (await service.create_session(db, data, actor=_actor(), account_id=None)).id
+
+    out.print(f"session {_run_db(work)} created (draft)")
+
+
+@session_cli.command("list")
+def session_list() -> None:
+    """List sessions, newest first."""
+    from app.sessions import service
+
+    async def work(db: AsyncSession, _: Settings) -> list[tuple[Any, int]]:
+        rows, _total = await service.list_sessions(db, status=None, limit=200, offset=0)
+        counts = await service.count_invited(db, [s.id for s in rows])
+        return [(s, counts.get(s.id, 0)) for s in rows]
+
+    table = Table("id", "title", "status", "scheduled start", "invited")
+    for s, invited in _run_db(work):
+        start = s.scheduled_start.isoformat(timespec="minutes") if s.scheduled_start else ""
+        table.add_row(str(s.id), s.title, s.status.value, start, str(invited))
+    out.print(table)
+
+
+def _lifecycle(session_id: int, command: str) -> None:
+    from app.sessions import service
+    from app.sessions.lifecycle import LifecycleCommand
+
+    async def work(db: AsyncSession, _: Settings) -> str:
+        session = await service.apply_command(
+            db, session_id, LifecycleCommand(command), actor=_actor()
+        )
+        return session.status.value
+
+    out.print(f"session {session_id} is now {_run_db(work)}")
+
+
+@session_cli.command("schedule")
+def session_schedule(session_id: int) -> None:
+    """draft → scheduled (needs a scheduled start)."""
+    _lifecycle(session_id, "schedule")
+
+
+@session_cli.command("open")
+def session_open(session_id: int) -> None:
+    """Open the session: points may connect and check in."""
+    _lifecycle(session_id, "open")
+
+
+@session_cli.command("go-live")
+def session_go_live(session_id: int) -> None:
+    """open → live: the program is running."""
+    _lifecycle(session_id, "go-live")
+
+
+@session_cli.command("end")
+def session_end(session_id: int) -> None:
+    """End the session."""
+    _lifecycle(session_id, "end")
+
+
+@session_cli.command("cancel")
+def session_cancel(session_id: int) -> None:
+    """Cancel a session that has not gone live."""
+    _lifecycle(session_id, "cancel")
+
+
+@session_cli.command("invite")
+def session_invite(
+    session_id: int,
+    all_points: Annotated[bool, typer.Option("--all", help="Every active point.")] = False,
+    district: Annotated[list[str] | None, typer.Option(help="District code (repeatable).")] = None,
+    province: Annotated[list[str] | None, typer.Option(help="Province code (repeatable).")] = None,
+    code: Annotated[list[str] | None, typer.Option(help="Point code (repeatable).")] = None,
+    expected: Annotated[
+        int | None, typer.Option(help="Expected attendees per point (default: capacity).")
+    ] = None,
+) -> None:
+    """Invite points: all, by district/province, or by code. Inviting twice changes nothing."""
+    from pydantic import ValidationError
+
+    from bridges.invitations import service
+    from bridges.invitations.schemas import InviteRequest, InviteResult
+
+    try:
+        request = InviteRequest(
+            all=all_points,
+            district_codes=district or [],
+            province_codes=province or [],
+            point_codes=code or [],
+            expected_attendees=expected,
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors(include_url=False)[0]["msg"]) from None
+
+    async def work(db: AsyncSession, _: Settings) -> InviteResult:
+        return await service.invite(db, session_id, request, actor=_actor())
+
+    result = _run_db(work)
+    out.print(
+        f"{result.invited} invited, {result.reinstated} reinstated, "
+        f"{result.already_invited} already invited; {result.total_invited} points in session {session_id}"
+    )
+
+
+@session_cli.command("links")
+def session_links(
+    session_id: int,
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="CSV file to write.", dir_okay=False)
+    ],
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace existing links too (old ones stop working).")
+    ] = False,
+    code: Annotated[
+        list[str] | None, typer.Option(help="Only these point codes (repeatable).")
+    ] = None,
+    district: Annotated[
+        list[str] | None, typer.Option(help="Only these districts (repeatable).")
+    ] = None,
+    province: Annotated[
+        list[str] | None, typer.Option(help="Only these provinces (repeatable).")
+    ] = None,
+) -> None:
+    """Mint join links and write them to a CSV (code, name, district, province, link).
+
+    A credential is shown only once: points that already have one are skipped unless --rotate.
+    """
+    from app.invitations.endpoints import links_csv
+    from bridges.invitations import service
+    from bridges.invitations.schemas import JoinLinks, JoinLinksRequest
+
+    if out_file.exists():
+        raise typer.BadParameter(f"{out_file} exists; choose a new file (links are shown once)")
+    request = JoinLinksRequest(
+        point_codes=code or [],
+        district_codes=district or [],
+        province_codes=province or [],
+        rotate=rotate,
+    )
+
+    async def work(db: AsyncSession, s: Settings) -> JoinLinks:
+        return await service.issue_join_links(
+            db, session_id, request, public_url=s.effective_public_url, actor=_actor()
+        )
+
+    links = _run_db(work)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with out_file.open("xb") as handle:
+        handle.write(links_csv(links))
+    out_file.chmod(0o600)
+    out.print(
+        f"{links.issued} join link(s) written to {out_file}; "
+        f"{links.skipped_with_credential} point(s) already had one (use --rotate to replace)"
+    )
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Runtime settings, read from `DIEMCAU_*` environment variables.
+
+Secrets are never defaulted in code: when not given, one is generated on first run and kept under the
+var directory with owner-only permissions, so restarts keep tokens valid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIEMCAU_", extra="ignore", frozen=True)
+
+    var_dir: Path = Field(default=Path("var"), description="State directory: SQLite file, secrets.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///<var_dir>/diemcau.sqlite3. "
+        "PostgreSQL: postgresql+asyncpg://user@host:5432/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL that join links and printed URLs use; default http://host:port",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs access tokens; generated under var_dir when not set."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed for browsers (comma separated); the public URL is always allowed.",
+    )
+    access_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_import_bytes: int = Field(default=20_000_000, ge=1024)
+    max_import_rows: int = Field(default=20_000, ge=1)
+    max_page_size: int = Field(default=1000, ge=10)
+    login_max_failures: int = Field(default=10, ge=1, description="Per username, per window.")
+    login_failure_window_s: int = Field(default=300, ge=1)
+    password_min_length: int = Field(default=10, ge=8)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'diemcau.sqlite3').as_posix()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        base = self.public_url or f"http://{self.host}:{self.port}"
+        return base.rstrip("/")
+
+    @property
+    def effective_origins(self) -> list[str]:
+        origins = [self.effective_public_url, *self.allowed_origins]
+        return list(dict.fromkeys(o.rstrip("/") for o in origins))
+
+    def with_secret(self) -> Settings:
+        """Return settings whose secret key is set, generating and storing one if needed."""
+        if self.secret_key is not None:
+            return self
+        return self.model_copy(
+            update={"secret_key": SecretStr(load_or_create_secret(self.var_dir))}
+        )
+
+    def secret(self) -> str:
+        if self.secret_key is None:
+            raise RuntimeError("secret key not resolved: call Settings.with_secret() first")
+        return self.secret_key.get_secret_value()
+
+
+def load_or_create_secret(var_dir: Path) -> str:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / SECRET_FILE_NAME
+    if path.exists():
+        value = path.read_text(encoding="ascii").strip()
+        if len(value) >= 32:
+            return value
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    return value

@@ -1,0 +1,1 @@
+"""Connection points: the directory and its import, invitations and join credentials."""

@@ -1,0 +1,1 @@
+"""The point directory: every ward or commune that can be invited to a session."""

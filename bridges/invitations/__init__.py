@@ -1,0 +1,1 @@
+"""Invitations (session × point) and the join credentials that let a point in."""

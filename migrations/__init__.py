@@ -1,0 +1,1 @@
+"""Alembic migrations; `migrations.runner` drives them without an alembic.ini on disk."""

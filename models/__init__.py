@@ -1,0 +1,19 @@
+"""SQLAlchemy tables, one module per aggregate, and the engine helpers."""
+
+from models.account import Account, Role
+from models.base import Base
+from models.event import SessionEvent
+from models.invitation import Invitation
+from models.point import Point
+from models.session import ConferenceSession, SessionStatus
+
+__all__ = [
+    "Account",
+    "Base",
+    "ConferenceSession",
+    "Invitation",
+    "Point",
+    "Role",
+    "SessionEvent",
+    "SessionStatus",
+]
