@@ -44,7 +44,9 @@ session_cli = typer.Typer(
 )
 cli.add_typer(user_cli, name="user")
 cli.add_typer(points_cli, name="points")
+bench_cli = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=True)
 cli.add_typer(session_cli, name="session")
+cli.add_typer(bench_cli, name="bench")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -584,6 +586,46 @@ def session_links(
     out.print(
         f"{links.issued} join link(s) written to {out_file}; "
         f"{links.skipped_with_credential} point(s) already had one (use --rotate to replace)"
+    )
+
+
+# ---- benchmarks ----------------------------------------------------------------------------
+
+
+@bench_cli.command("import")
+def bench_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    repeats: Annotated[int, typer.Option(min=1, max=20)] = 3,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure on PostgreSQL: a fresh database is made on this server per run."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Time a point import into a fresh database (target: 3,321 rows under 5 s)."""
+    import json
+
+    from app.benchmarks import point_import
+
+    result = point_import.run(
+        file, repeats=repeats, postgres_url=postgres_url, max_rows=_settings().max_import_rows
+    )
+    if as_json:
+        out.print(json.dumps(point_import.as_dict(result), ensure_ascii=False))
+        return
+    out.print(
+        f"point import: {result.file}, {result.rows} rows, {result.backend}, {result.machine}"
+    )
+    for index, item in enumerate(result.runs, 1):
+        out.print(
+            f"  run {index}: parse {item.parse_s * 1000:.0f} ms, import {item.first_import_s:.2f} s, "
+            f"re-import {item.reimport_s:.2f} s ({item.unchanged_on_reimport} unchanged)"
+        )
+    verdict = "PASS" if result.passed else "FAIL"
+    out.print(
+        f"  median import {result.median_total_s:.2f} s (target < {result.target_s:.0f} s): {verdict}"
     )
 
 

@@ -36,7 +36,7 @@ async def count_invited(db: AsyncSession, session_ids: Sequence[int]) -> dict[in
         .where(Invitation.session_id.in_(session_ids), Invitation.revoked.is_(False))
         .group_by(Invitation.session_id)
     )
-    return {session_id: count for session_id, count in rows.tuples()}
+    return {session_id: count for session_id, count in rows}
 
 
 async def list_sessions(

@@ -96,7 +96,7 @@ async def list_areas(db: AsyncSession) -> list[AreaCount]:
         .order_by(Point.province_code, Point.district_code)
     )
     areas: list[AreaCount] = []
-    for district_code, district_name, province_code, province_name, count in rows.tuples():
+    for district_code, district_name, province_code, province_name, count in rows:
         if district_code:
             areas.append(
                 AreaCount(

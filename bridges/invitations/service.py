@@ -201,15 +201,11 @@ async def list_invitations(
         statement = statement.where(Point.province_code == province_code)
     total = await db.scalar(select(func.count()).select_from(statement.subquery()))
     rows = await db.execute(statement.order_by(Point.code).limit(limit).offset(offset))
-    return [_read(inv, point) for inv, point in rows.tuples()], int(total or 0)
+    return [_read(inv, point) for inv, point in rows], int(total or 0)
 
 
 async def _invitation(db: AsyncSession, session_id: int, code: str) -> tuple[Invitation, Point]:
-    row = (
-        (await db.execute(_invitations_query(session_id).where(Point.code == code)))
-        .tuples()
-        .first()
-    )
+    row = (await db.execute(_invitations_query(session_id).where(Point.code == code))).first()
     if row is None:
         raise NotFound(
             "the point is not invited to this session",
@@ -250,7 +246,7 @@ async def issue_join_links(
         statement = statement.where(Point.district_code.in_(request.district_codes))
     if request.province_codes:
         statement = statement.where(Point.province_code.in_(request.province_codes))
-    rows = list((await db.execute(statement.order_by(Point.code))).tuples())
+    rows = list((await db.execute(statement.order_by(Point.code))))
     if request.point_codes:
         present = {point.code for _, point in rows}
         missing = [c for c in request.point_codes if c not in present]
@@ -321,20 +317,16 @@ async def revoke_invitation(
 async def resolve_credential(db: AsyncSession, credential: str) -> JoinIdentity:
     """Who a join credential stands for; the one entry point for a point's identity."""
     row = (
-        (
-            await db.execute(
-                select(Invitation, Point, ConferenceSession)
-                .join(Point, Point.id == Invitation.point_id)
-                .join(ConferenceSession, ConferenceSession.id == Invitation.session_id)
-                .where(
-                    Invitation.credential_hash == hash_credential(credential),
-                    Invitation.revoked.is_(False),
-                )
+        await db.execute(
+            select(Invitation, Point, ConferenceSession)
+            .join(Point, Point.id == Invitation.point_id)
+            .join(ConferenceSession, ConferenceSession.id == Invitation.session_id)
+            .where(
+                Invitation.credential_hash == hash_credential(credential),
+                Invitation.revoked.is_(False),
             )
         )
-        .tuples()
-        .first()
-    )
+    ).first()
     if row is None:
         raise Unauthenticated("invalid or revoked join credential")
     _, point, session = row
