@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -560,29 +561,44 @@ def session_links(
 
     A credential is shown only once: points that already have one are skipped unless --rotate.
     """
-    from app.invitations.endpoints import links_csv
     from bridges.invitations import service
+    from bridges.invitations.export import links_csv
     from bridges.invitations.schemas import JoinLinks, JoinLinksRequest
 
-    if out_file.exists():
-        raise typer.BadParameter(f"{out_file} exists; choose a new file (links are shown once)")
     request = JoinLinksRequest(
         point_codes=code or [],
         district_codes=district or [],
         province_codes=province or [],
         rotate=rotate,
     )
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Created before minting, owner-only, never over an existing file: a credential that was
+        # minted must land somewhere, since it is shown only once.
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise typer.BadParameter(
+            f"{out_file} exists; choose a new file (links are shown once)"
+        ) from None
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot create {out_file}: {exc.strerror}") from None
 
     async def work(db: AsyncSession, s: Settings) -> JoinLinks:
-        return await service.issue_join_links(
+        links = await service.issue_join_links(
             db, session_id, request, public_url=s.effective_public_url, actor=_actor()
         )
+        # Written and synced before the transaction commits: if writing fails, nothing is minted.
+        os.write(fd, links_csv(links))
+        os.fsync(fd)
+        return links
 
-    links = _run_db(work)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    with out_file.open("xb") as handle:
-        handle.write(links_csv(links))
-    out_file.chmod(0o600)
+    try:
+        links = _run_db(work)
+    except BaseException:
+        os.close(fd)
+        out_file.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     out.print(
         f"{links.issued} join link(s) written to {out_file}; "
         f"{links.skipped_with_credential} point(s) already had one (use --rotate to replace)"

@@ -20,7 +20,12 @@ _SECRET_PATTERNS = [
     re.compile(r"dc1_[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]+"),
     re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"),
-    re.compile(r'(?i)("?(?:password|secret|credential|token)"?\s*[:=]\s*"?)[^"\s,&}]+'),
+    # A quoted value (JSON, or a dict's repr) is redacted up to its closing quote, so a passphrase
+    # with spaces does not leak after its first word.
+    re.compile(
+        r"""(?i)(["']?(?:password|secret|credential|token)["']?\s*[:=]\s*)"""
+        r"""(?:"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^"'\s,&}]+)"""
+    ),
 ]
 
 

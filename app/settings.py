@@ -98,6 +98,8 @@ def load_or_create_secret(var_dir: Path) -> str:
             return value
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The mode above applies only on creation; a replaced file must not keep looser permissions.
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(value + "\n")
     return value

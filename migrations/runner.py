@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from models.engine import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
@@ -45,7 +46,7 @@ def current_revision(database_url: str) -> str | None:
     """The revision the database is at (None when never migrated)."""
 
     async def _read() -> str | None:
-        engine = create_async_engine(database_url)
+        engine = create_engine(database_url)
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(

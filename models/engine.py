@@ -16,6 +16,42 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.errors import ValidationFailed
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class UnstorableValue(ValidationFailed):
+    """A bound value that a supported database cannot store: text with NUL, an integer past 64 bits.
+
+    Checked before every statement on every backend, so SQLite refuses what PostgreSQL would, and
+    the edge answers a typed error instead of a database exception.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, details={"reason": "unstorable_value"})
+
+
+def _check_bound(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise UnstorableValue("text must not contain the NUL character")
+    elif isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise UnstorableValue("a number is outside the 64-bit integer range")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_bound(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_bound(item)
+
+
+def _refuse_unstorable(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _many: bool
+) -> None:
+    _check_bound(parameters)
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -29,8 +65,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
-        return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    else:
+        engine = create_async_engine(
+            url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20
+        )
+    event.listen(engine.sync_engine, "before_cursor_execute", _refuse_unstorable)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

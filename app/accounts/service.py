@@ -26,8 +26,8 @@ def check_password_strength(password: str, *, min_length: int, username: str) ->
         )
 
 
-async def get_account(db: AsyncSession, account_id: int) -> Account:
-    account = await db.get(Account, account_id)
+async def get_account(db: AsyncSession, account_id: int, *, for_update: bool = False) -> Account:
+    account = await db.get(Account, account_id, with_for_update=True if for_update else None)
     if account is None:
         raise NotFound("account not found", details={"account_id": account_id})
     return account
@@ -71,18 +71,17 @@ async def create_account(
 
 
 async def _other_active_admins(db: AsyncSession, account_id: int) -> int:
-    return int(
-        await db.scalar(
-            select(func.count()).where(
-                Account.role == Role.ADMIN, Account.active.is_(True), Account.id != account_id
-            )
-        )
-        or 0
+    # Row locks on PostgreSQL, so two admins demoting each other at once cannot leave none.
+    rows = await db.scalars(
+        select(Account.id)
+        .where(Account.role == Role.ADMIN, Account.active.is_(True), Account.id != account_id)
+        .with_for_update()
     )
+    return len(rows.all())
 
 
 async def update_account(db: AsyncSession, account_id: int, data: AccountUpdate) -> Account:
-    account = await get_account(db, account_id)
+    account = await get_account(db, account_id, for_update=True)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     losing_admin = (
         account.role is Role.ADMIN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from app.accounts import service as accounts
 from app.accounts.schemas import AccountRead, LoginRequest, LoginResponse
@@ -17,8 +17,11 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post("/login", response_model=LoginResponse)
-async def login(body: LoginRequest, state: State, db: Db) -> LoginResponse:
-    key = body.username.strip().lower()
+async def login(body: LoginRequest, request: Request, state: State, db: Db) -> LoginResponse:
+    # Per username and address: guessing from one address is slowed down, while someone typing
+    # wrong passwords elsewhere cannot lock the hall operator out of the control desk.
+    address = request.client.host if request.client else "-"
+    key = f"{body.username.strip().lower()}|{address}"
     wait = state.login_throttle.retry_after(key)
     if wait is not None:
         raise TooManyRequests(

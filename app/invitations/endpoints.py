@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -13,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.auth.principal import OPERATORS, STAFF, StaffPrincipal
 from app.deps import Db, Page, State, require
 from bridges.invitations import service
+from bridges.invitations.export import links_csv
 from bridges.invitations.schemas import (
     InvitationPage,
     InvitationRead,
@@ -28,26 +27,6 @@ router = APIRouter(prefix="/sessions/{session_id}", tags=["invitations"])
 join_router = APIRouter(prefix="/join", tags=["join"])
 Reader = Annotated[StaffPrincipal, Depends(require(STAFF))]
 Operator = Annotated[StaffPrincipal, Depends(require(OPERATORS))]
-
-LINK_COLUMNS = ("code", "name", "district", "province", "link")
-
-
-def links_csv(links: JoinLinks) -> bytes:
-    """Join links as CSV for mail merge or print; UTF-8 with BOM so Excel shows the diacritics."""
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(LINK_COLUMNS)
-    for link in links.links:
-        writer.writerow(
-            (
-                link.point_code,
-                link.point_name,
-                link.district_name or "",
-                link.province_name or "",
-                link.link,
-            )
-        )
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
 @router.get("/invitations", response_model=InvitationPage)

@@ -100,10 +100,13 @@ async def _read_upload(request: Request, limit: int) -> bytes:
             form = await request.form(max_files=1, max_fields=10, max_part_size=limit)
         except ValueError:
             raise BadRequest("the multipart body could not be read") from None
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise BadRequest("send the CSV as a form field named 'file'")
-        data = await upload.read(limit + 1)
+        try:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise BadRequest("send the CSV as a form field named 'file'")
+            data = await upload.read(limit + 1)
+        finally:
+            await form.close()  # the uploaded files' temporary files
     elif content_type in ("text/csv", "application/csv", "text/plain", "application/octet-stream"):
         data = await request.body()
     else:

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.sessions.lifecycle import LifecycleCommand, SessionStatus
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 HallName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+def _storable_in_utc(value: datetime) -> datetime:
+    """Times are stored in UTC; 0001-01-01T00:30+01:00 has no UTC year to be stored in."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is outside the supported range once converted to UTC") from None
+    return value
+
+
+When = Annotated[AwareDatetime, AfterValidator(_storable_in_utc)]
 
 
 class StrictModel(BaseModel):
@@ -55,8 +75,8 @@ class SessionCreate(StrictModel):
     title: Title
     hall_name: HallName = ""
     description: Description = ""
-    scheduled_start: AwareDatetime | None = None
-    scheduled_end: AwareDatetime | None = None
+    scheduled_start: When | None = None
+    scheduled_end: When | None = None
     settings: SessionSettings = Field(default_factory=SessionSettings)
 
     @model_validator(mode="after")
@@ -69,8 +89,8 @@ class SessionUpdate(StrictModel):
     title: Title | None = None
     hall_name: HallName | None = None
     description: Description | None = None
-    scheduled_start: AwareDatetime | None = None
-    scheduled_end: AwareDatetime | None = None
+    scheduled_start: When | None = None
+    scheduled_end: When | None = None
     settings: SessionSettingsPatch | None = None
 
     @model_validator(mode="after")

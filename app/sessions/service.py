@@ -99,6 +99,11 @@ async def update_session(
                 setattr(session, field, value)
                 changes[field] = value.isoformat() if hasattr(value, "isoformat") else value
     start, end = session.scheduled_start, session.scheduled_end
+    if start is None and session.status is SessionStatus.SCHEDULED:
+        raise Conflict(
+            "a scheduled session needs a scheduled start; unschedule it first",
+            details={"field": "scheduled_start"},
+        )
     if start is not None and end is not None and end <= start:
         raise ValidationFailed(
             "scheduled_end must be after scheduled_start", details={"field": "scheduled_end"}
@@ -113,8 +118,10 @@ async def update_session(
                 "invalid session settings", details={"reason": str(exc)[:500]}
             ) from None
         if validated != session.settings:
+            changes["settings"] = {
+                key: value for key, value in validated.items() if session.settings.get(key) != value
+            }
             session.settings = validated
-            changes["settings"] = patch
     if changes:
         await append_event(db, session.id, "session.updated", actor, {"changes": changes})
         await db.refresh(session)

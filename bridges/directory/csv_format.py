@@ -59,6 +59,8 @@ class ParsedFile:
     rows: list[ParsedRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    # The canonical columns the header has; an update writes only these (None: every column).
+    columns: frozenset[str] | None = None
 
 
 def _decode(data: bytes) -> str:
@@ -82,7 +84,11 @@ def _map_header(header: list[str]) -> tuple[dict[int, str], list[str]]:
     ignored: list[str] = []
     for index, raw in enumerate(header):
         key = fold(raw.strip()).replace("-", "_")
-        column = _ALIAS_INDEX.get(key) or _ALIAS_INDEX.get(key.replace("_", " "))
+        column = (
+            _ALIAS_INDEX.get(key)
+            or _ALIAS_INDEX.get(key.replace("_", " "))
+            or _ALIAS_INDEX.get(key.replace(" ", "_"))
+        )
         if column is None:
             if key not in KNOWN_IGNORED and raw.strip():
                 ignored.append(raw.strip())
@@ -161,7 +167,9 @@ def parse_points_csv(data: bytes, *, max_rows: int) -> ParsedFile:
             details={"errors": [{"line": 1, "field": None, "message": str(exc)}]},
         ) from None
     mapping, ignored = _map_header(header)
-    parsed = ParsedFile(format=_detect_format(header), ignored_columns=ignored)
+    parsed = ParsedFile(
+        format=_detect_format(header), ignored_columns=ignored, columns=frozenset(mapping.values())
+    )
     first_seen: dict[str, int] = {}
     data_rows = 0
     while True:

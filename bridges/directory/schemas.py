@@ -5,15 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 CODE_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._\-]{0,15}$"
 PHONE_PATTERN = r"^\+?[0-9][0-9 .\-]{5,30}$"
 
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
 Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=CODE_PATTERN)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-OptionalName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-Kind = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+OptionalName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul]
+Kind = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50), NoNul]
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=PHONE_PATTERN, max_length=32)
 ]

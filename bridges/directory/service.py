@@ -24,6 +24,12 @@ from models.base import utcnow
 
 FIELDS = tuple(PointFields.model_fields)
 _CHUNK = 500
+SEARCH_KEY_LENGTH = 200
+
+
+def search_key(name: str) -> str:
+    """The stored search key; folding can lengthen a name (ß → ss), the column holds 200."""
+    return fold(name)[:SEARCH_KEY_LENGTH]
 
 
 def _escape_like(text: str) -> str:
@@ -130,7 +136,7 @@ async def get_point(db: AsyncSession, code: str) -> Point:
 async def create_point(db: AsyncSession, data: PointCreate) -> Point:
     if await db.scalar(select(Point.id).where(Point.code == data.code)) is not None:
         raise Conflict("a point with this code exists", details={"code": data.code})
-    point = Point(**data.model_dump(), search_name=fold(data.name))
+    point = Point(**data.model_dump(), search_name=search_key(data.name))
     db.add(point)
     try:
         await db.flush()
@@ -147,7 +153,7 @@ async def update_point(db: AsyncSession, code: str, data: PointUpdate) -> Point:
     for key, value in changes.items():
         setattr(point, key, value)
     if "name" in changes:
-        point.search_name = fold(point.name)
+        point.search_name = search_key(point.name)
     await db.flush()
     return point
 
@@ -166,7 +172,7 @@ async def delete_point(db: AsyncSession, code: str) -> None:
 
 def _record(point: PointCreate) -> dict[str, Any]:
     values = point.model_dump()
-    values["search_name"] = fold(point.name)
+    values["search_name"] = search_key(point.name)
     return values
 
 
@@ -188,6 +194,8 @@ async def import_points(
             },
         )
     records = [_record(row.point) for row in parsed.rows]
+    # An existing point keeps what the file has no column for (a phone set since the last import).
+    written = {"search_name", *(FIELDS if parsed.columns is None else parsed.columns)}
     existing: dict[str, dict[str, Any]] = {}
     codes = [r["code"] for r in records]
     columns = [getattr(Point, name) for name in ("id", "code", "search_name", *FIELDS)]
@@ -206,7 +214,7 @@ async def import_points(
         if current is None:
             new_rows.append({**record, "created_at": now, "updated_at": now})
             continue
-        diff = {k: v for k, v in record.items() if k != "code" and current.get(k) != v}
+        diff = {k: v for k, v in record.items() if k in written and current.get(k) != v}
         if diff:
             changed_rows.append({"id": current["id"], **diff, "updated_at": now})
         else:

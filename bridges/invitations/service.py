@@ -50,6 +50,25 @@ async def _points_by_codes(db: AsyncSession, codes: Sequence[str]) -> dict[str, 
     return found
 
 
+async def _require_known_areas(
+    db: AsyncSession, district_codes: Sequence[str], province_codes: Sequence[str]
+) -> None:
+    """Refuse district or province codes that no point of the directory carries."""
+    for column, codes, label in (
+        (Point.district_code, district_codes, "district"),
+        (Point.province_code, province_codes, "province"),
+    ):
+        if not codes:
+            continue
+        present = set(await db.scalars(select(column).where(column.in_(codes)).distinct()))
+        unknown = [c for c in codes if c not in present]
+        if unknown:
+            raise ValidationFailed(
+                f"no points in {label}(s) " + ", ".join(unknown[:10]),
+                details={f"unknown_{label}_codes": unknown[:_MAX_LISTED]},
+            )
+
+
 async def _select_points(db: AsyncSession, request: InviteRequest) -> list[Point]:
     if request.point_codes:
         found = await _points_by_codes(db, request.point_codes)
@@ -68,19 +87,7 @@ async def _select_points(db: AsyncSession, request: InviteRequest) -> list[Point
         return list(found.values())
     statement = select(Point).where(Point.active.is_(True))
     if not request.all:
-        for column, codes, label in (
-            (Point.district_code, request.district_codes, "district"),
-            (Point.province_code, request.province_codes, "province"),
-        ):
-            if not codes:
-                continue
-            present = set(await db.scalars(select(column).where(column.in_(codes)).distinct()))
-            unknown = [c for c in codes if c not in present]
-            if unknown:
-                raise ValidationFailed(
-                    f"no points in {label}(s) " + ", ".join(unknown[:10]),
-                    details={f"unknown_{label}_codes": unknown[:_MAX_LISTED]},
-                )
+        await _require_known_areas(db, request.district_codes, request.province_codes)
         conditions = []
         if request.district_codes:
             conditions.append(Point.district_code.in_(request.district_codes))
@@ -239,6 +246,7 @@ async def issue_join_links(
 ) -> JoinLinks:
     """Mint credentials; the returned links are the only time they are ever shown."""
     await _editable_session(db, session_id, "issue join links")
+    await _require_known_areas(db, request.district_codes, request.province_codes)
     statement = _invitations_query(session_id).where(Invitation.revoked.is_(False))
     if request.point_codes:
         statement = statement.where(Point.code.in_(request.point_codes))
@@ -246,7 +254,7 @@ async def issue_join_links(
         statement = statement.where(Point.district_code.in_(request.district_codes))
     if request.province_codes:
         statement = statement.where(Point.province_code.in_(request.province_codes))
-    rows = list((await db.execute(statement.order_by(Point.code))))
+    rows = list(await db.execute(statement.order_by(Point.code)))
     if request.point_codes:
         present = {point.code for _, point in rows}
         missing = [c for c in request.point_codes if c not in present]

@@ -87,13 +87,13 @@ def test_terminal_states_allow_nothing(state: SessionStatus) -> None:
 
 def test_state_sets() -> None:
     assert {S.ENDED, S.CANCELLED} == TERMINAL
-    assert lifecycle.EDITABLE == frozenset(SessionStatus) - TERMINAL
+    assert frozenset(SessionStatus) - TERMINAL == lifecycle.EDITABLE
     assert frozenset({S.DRAFT}) == lifecycle.DELETABLE
     assert frozenset({S.OPEN, S.LIVE}) == lifecycle.ADMITS_POINTS
     # Every non-terminal state has a way forward, and every terminal one is reachable.
     for state in SessionStatus:
         assert bool(allowed_commands(state)) is (state not in TERMINAL)
-    assert TERMINAL <= set(TRANSITIONS.values())
+    assert set(TRANSITIONS.values()) >= TERMINAL
 
 
 class LifecycleMachine(RuleBasedStateMachine):

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from app.sessions import service
-from app.sessions.lifecycle import LifecycleCommand, SessionStatus
+from app.sessions.lifecycle import TRANSITIONS, LifecycleCommand, SessionStatus
 from app.sessions.schemas import SessionCreate, SessionSettings, SessionSettingsPatch, SessionUpdate
 from models import ConferenceSession, Invitation, Point, SessionEvent
 
@@ -33,9 +33,7 @@ PATHS: dict[SessionStatus, list[LifecycleCommand]] = {
 }
 
 
-async def make_session(
-    db_factory: Factory, state: SessionStatus = S.DRAFT, **fields: Any
-) -> int:
+async def make_session(db_factory: Factory, state: SessionStatus = S.DRAFT, **fields: Any) -> int:
     data = SessionCreate(title=fields.pop("title", "Đối thoại"), **fields)
     async with db_factory() as db:
         session = await service.create_session(db, data, actor=ACTOR, account_id=None)
@@ -284,7 +282,7 @@ async def test_invalid_command_changes_nothing(db_factory: Factory, state: Sessi
     session_id = await make_session(db_factory, state, scheduled_start=START)
     before = await read_back(db_factory, session_id)
     assert before is not None
-    invalid = [c for c in LifecycleCommand if (state, c) not in _table()]
+    invalid = [c for c in LifecycleCommand if (state, c) not in TRANSITIONS]
     assert invalid
     for command in invalid:
         async with db_factory() as db:
@@ -300,12 +298,6 @@ async def test_invalid_command_changes_nothing(db_factory: Factory, state: Sessi
     assert after is not None
     assert (after.status, after.last_seq) == (state, before.last_seq)
     assert len(await events_of(db_factory, session_id)) == before.last_seq
-
-
-def _table() -> dict[tuple[SessionStatus, LifecycleCommand], SessionStatus]:
-    from app.sessions.lifecycle import TRANSITIONS
-
-    return dict(TRANSITIONS)
 
 
 async def test_schedule_needs_a_scheduled_start(db_factory: Factory) -> None:
@@ -363,8 +355,7 @@ async def test_delete_cascades_invitations_and_events(db_factory: Factory) -> No
     kept = await make_session(db_factory, title="Giữ")
     async with db_factory() as db:
         points = [
-            Point(code=f"P{i:03d}", name=f"Phường {i}", search_name=f"phuong {i}")
-            for i in range(3)
+            Point(code=f"P{i:03d}", name=f"Phường {i}", search_name=f"phuong {i}") for i in range(3)
         ]
         db.add_all(points)
         await db.flush()
@@ -415,3 +406,34 @@ async def test_list_sessions_filters_and_counts(db_factory: Factory) -> None:
         assert (total, [r.id for r in rows]) == (2, [ids[0]])
         rows, total = await service.list_sessions(db, status=S.LIVE, limit=100, offset=0)
         assert (total, list(rows)) == (0, [])
+
+
+async def test_settings_event_lists_only_settings_that_changed(db_factory: Factory) -> None:
+    session_id = await make_session(db_factory, settings=SessionSettings(max_floor_holders=2))
+    async with db_factory() as db:
+        await service.update_session(
+            db,
+            session_id,
+            SessionUpdate(
+                settings=SessionSettingsPatch(max_floor_holders=2, queue_while_held=False)
+            ),
+            actor=ACTOR,
+        )
+        await db.commit()
+    events = await events_of(db_factory, session_id)
+    assert events[-1].payload == {"changes": {"settings": {"queue_while_held": False}}}
+
+
+async def test_a_scheduled_session_keeps_its_start(db_factory: Factory) -> None:
+    session_id = await make_session(db_factory, S.SCHEDULED, scheduled_start=START)
+    async with db_factory() as db:
+        with pytest.raises(Conflict) as raised:
+            await service.update_session(
+                db, session_id, SessionUpdate(scheduled_start=None), actor=ACTOR
+            )
+        assert raised.value.details == {"field": "scheduled_start"}
+        await db.rollback()
+    stored = await read_back(db_factory, session_id)
+    assert stored is not None
+    assert stored.scheduled_start == START
+    assert stored.status is S.SCHEDULED
