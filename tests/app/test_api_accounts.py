@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
@@ -12,18 +10,10 @@ from app.auth.tokens import issue_access_token
 from app.main import create_app
 from app.settings import Settings
 from models import Role
-from tests.conftest import TEST_PASSWORD, TEST_SECRET, create_staff
+from tests.conftest import TEST_PASSWORD, TEST_SECRET, assert_error, create_staff
 
 Headers = dict[str, str]
 ACCOUNTS = "/api/v1/accounts"
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
 
 
 async def login_as(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:

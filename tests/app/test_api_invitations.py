@@ -5,24 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import HANOI_CSV
+from tests.conftest import HANOI_CSV, assert_error
 
 Headers = dict[str, str]
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    return body
 
 
 @pytest.fixture

@@ -12,21 +12,11 @@ import pytest
 
 from app.main import create_app
 from models import Role
-from tests.conftest import COMMUNES_CSV, HANOI_CSV, create_staff, login, make_settings
+from tests.conftest import COMMUNES_CSV, HANOI_CSV, assert_error, create_staff, login, make_settings
 
 IMPORT = "/api/v1/points/import"
 HANOI = HANOI_CSV.read_bytes()
 CSV_HEADERS = {"Content-Type": "text/csv"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    return body
 
 
 async def total_points(client: httpx.AsyncClient, headers: dict[str, str]) -> int:

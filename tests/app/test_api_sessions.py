@@ -12,7 +12,7 @@ from app.sessions.lifecycle import TRANSITIONS, LifecycleCommand, SessionStatus
 from app.sessions.schemas import SessionSettings
 from app.settings import Settings
 from models import Role
-from tests.conftest import create_staff, login
+from tests.conftest import assert_error, create_staff, login
 
 Staff = dict[str, dict[str, str]]
 BASE = "/api/v1/sessions"
@@ -38,16 +38,6 @@ async def auth(client: httpx.AsyncClient, settings: Settings) -> Staff:
         await create_staff(settings, role.value, role)
         headers[role.value] = await login(client, role.value)
     return headers
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    return body
 
 
 async def create(client: httpx.AsyncClient, headers: dict[str, str], **fields: Any) -> Any:
