@@ -111,7 +111,7 @@ def serve(
     import uvicorn
 
     from app.logging_setup import configure_logging
-    from app.main import create_app
+    from app.server import server_config
 
     overrides: dict[str, Any] = {}
     if host:
@@ -127,14 +127,7 @@ def serve(
     out.print(f"  API root      {base}/api/v1")
     out.print(f"  health        {base}/healthz")
     out.print(f"  database      {_safe_url(settings.effective_database_url)}")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    uvicorn.Server(server_config(settings)).run()
 
 
 def _safe_url(url: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import StaffPrincipal
 from app.auth.tokens import decode_access_token
 from app.errors import Forbidden, Unauthenticated
+from app.events.service import TOUCHED_SESSIONS
 from app.state import ServiceState
 from models import Account, Role
 
@@ -36,6 +37,9 @@ async def get_db(state: State) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await db.rollback()
             raise
+        touched = db.info.pop(TOUCHED_SESSIONS, None)
+        if touched:
+            state.signaling.notify_committed(touched)
 
 
 Db = Annotated[AsyncSession, Depends(get_db, scope="function")]

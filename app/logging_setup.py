@@ -48,6 +48,13 @@ class ScrubFilter(logging.Filter):
         return True
 
 
+class QuietWebSocketChatter(logging.Filter):
+    """uvicorn logs every WebSocket open and close at INFO: thousands of lines per session."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in ("connection open", "connection closed")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -64,6 +71,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(QuietWebSocketChatter())
     handler.addFilter(ScrubFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

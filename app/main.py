@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.accounts.endpoints import router as accounts_router
@@ -29,6 +31,9 @@ from app.settings import Settings
 from app.state import ServiceState
 from migrations.runner import head_revision
 from models.engine import create_engine, session_factory
+from signaling import protocol
+from signaling.hub import LogTailHub
+from signaling.service import Signaling
 
 logger = logging.getLogger("diemcau")
 API_PREFIX = "/api/v1"
@@ -57,21 +62,28 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.effective_database_url)
+        sessions = session_factory(engine)
+        hub = LogTailHub(sessions, poll_interval_s=settings.event_poll_interval_s)
         state = ServiceState(
             settings=settings,
             engine=engine,
-            sessions=session_factory(engine),
+            sessions=sessions,
             passwords=Passwords(
                 time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
             ),
             login_throttle=LoginThrottle(
                 max_failures=settings.login_max_failures, window_s=settings.login_failure_window_s
             ),
+            signaling=Signaling(settings, sessions, hub),
         )
         try:
             await _check_schema(state)
+            await state.signaling.start()
             app.state.diemcau = state
-            yield
+            try:
+                yield
+            finally:
+                await state.signaling.stop()
         finally:
             await engine.dispose()
 
@@ -105,6 +117,22 @@ def create_app(settings: Settings) -> FastAPI:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return {"status": "ok", "version": VERSION}
+
+    @app.websocket(f"{API_PREFIX}/ws")
+    async def live(websocket: WebSocket) -> None:
+        state: ServiceState = websocket.app.state.diemcau
+        await state.signaling.handle(websocket)
+
+    @app.get(f"{API_PREFIX}/ws/schema.json", tags=["live"])
+    async def live_schema() -> dict[str, Any]:
+        """The JSON Schema of every message on /api/v1/ws (see docs/protocol.md)."""
+        return protocol.json_schema()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(state: State) -> Response:
+        return Response(
+            generate_latest(state.signaling.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -49,6 +49,39 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=10, ge=1, description="Per username, per window.")
     login_failure_window_s: int = Field(default=300, ge=1)
     password_min_length: int = Field(default=10, ge=8)
+    ws_max_message_bytes: int = Field(
+        default=65536, ge=1024, description="Largest WebSocket message; larger closes with 1009."
+    )
+    ws_hello_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    ws_queue_messages: int = Field(
+        default=512, ge=8, description="Outgoing queue per connection; overflow closes with 4408."
+    )
+    ws_rate_per_s: float = Field(default=20.0, gt=0, description="Messages a client may send.")
+    ws_rate_burst: int = Field(default=60, ge=1)
+    ws_max_per_address: int = Field(
+        default=4000, ge=1, description="Open connections from one IP address (offices share NATs)."
+    )
+    ws_max_per_account: int = Field(default=10, ge=1, description="Open staff connections each.")
+    heartbeat_interval_s: float = Field(default=10.0, gt=0, le=300)
+    heartbeat_timeout_s: float = Field(
+        default=30.0, gt=0, le=900, description="No message for this long closes the connection."
+    )
+    resume_window_s: float = Field(
+        default=60.0, ge=0, le=3600, description="A dropped point stays degraded this long."
+    )
+    resume_max_events: int = Field(
+        default=2000, ge=0, description="Replay at most this many missed events, else a snapshot."
+    )
+    degraded_rtt_ms: float = Field(default=400.0, gt=0)
+    degraded_loss_pct: float = Field(default=5.0, ge=0, le=100)
+    wall_delta_interval_s: float = Field(default=0.25, gt=0, le=10)
+    event_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the log is read for events written elsewhere.",
+    )
+    metrics_enabled: bool = True
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
 

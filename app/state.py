@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.auth.passwords import Passwords
 from app.auth.throttle import LoginThrottle
 from app.settings import Settings
+from signaling.service import Signaling
 
 
 @dataclass
@@ -18,3 +19,4 @@ class ServiceState:
     sessions: async_sessionmaker[AsyncSession]
     passwords: Passwords
     login_throttle: LoginThrottle
+    signaling: Signaling

@@ -5,6 +5,7 @@ from models.base import Base
 from models.event import SessionEvent
 from models.invitation import Invitation
 from models.point import Point
+from models.presence_interval import PresenceInterval
 from models.session import ConferenceSession, SessionStatus
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ConferenceSession",
     "Invitation",
     "Point",
+    "PresenceInterval",
     "Role",
     "SessionEvent",
     "SessionStatus",

@@ -37,7 +37,7 @@ PG_URL = os.environ.get(
     "DIEMCAU_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = "session_events, invitations, conference_sessions, points, accounts"
+TABLES = "presence_intervals, session_events, invitations, conference_sessions, points, accounts"
 TEST_PASSWORD = "correct horse battery staple"
 TEST_SECRET = "test-secret-" + "x" * 40
 

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import NotFound
 from models import ConferenceSession, SessionEvent
 
+TOUCHED_SESSIONS = "diemcau.touched_sessions"
+
 
 async def append_event(
     db: AsyncSession, session_id: int, type_: str, actor: str, payload: dict[str, Any]
@@ -29,6 +31,8 @@ async def append_event(
     seq = result.scalar_one_or_none()
     if seq is None:
         raise NotFound("session not found", details={"session_id": session_id})
+    # Read after commit by the request scope, which wakes the live side to forward the event.
+    db.info.setdefault(TOUCHED_SESSIONS, set()).add(session_id)
     event = SessionEvent(session_id=session_id, seq=seq, type=type_, actor=actor, payload=payload)
     db.add(event)
     await db.flush()

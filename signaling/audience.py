@@ -1,0 +1,24 @@
+"""Who receives which session event: everyone, or staff only.
+
+Points need what changes their screen (the session's status and details, later the floor and the
+roll-call); lists of invitations and credentials are for the control desk. Unknown types default to
+staff only, so a new event type never leaks to points by accident.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Audience(enum.StrEnum):
+    EVERYONE = "everyone"
+    STAFF = "staff"
+
+
+EVERYONE_PREFIXES = ("session.", "floor.", "rollcall.", "program.")
+
+
+def audience_of(event_type: str) -> Audience:
+    if event_type.startswith(EVERYONE_PREFIXES):
+        return Audience.EVERYONE
+    return Audience.STAFF

@@ -1,0 +1,142 @@
+"""One live WebSocket: its identity, a bounded outgoing queue and the task that drains it.
+
+Senders never await a socket: `send` appends to the queue and returns, so one slow point cannot hold
+up a broadcast. A queue that overflows closes the connection with 4408; the client resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from signaling.codes import CLOSE_REASONS, CloseCode
+
+logger = logging.getLogger("diemcau.ws")
+
+
+@dataclass
+class TokenBucket:
+    """Per-connection message rate limit."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        connection_id: str,
+        address: str,
+        queue_limit: int,
+        rate: TokenBucket,
+    ) -> None:
+        self.websocket = websocket
+        self.id = connection_id
+        self.address = address
+        self.rate = rate
+        self.queue_limit = queue_limit
+        self.role = ""
+        self.session_id = 0
+        self.point_id: int | None = None
+        self.account_id: int | None = None
+        self.client_label: str | None = None
+        now = time.monotonic()
+        self.opened_at = now
+        self.last_received = now
+        self.ping_nonce = 0
+        self.ping_sent_at: float | None = None
+        # The oldest ping not answered yet: a link whose pongs stop coming is judged on it.
+        self.awaiting_since: float | None = None
+        self.next_ping_at = now
+        self.rtt_ms: float | None = None
+        self.reported_rtt_ms: float | None = None
+        self.loss_pct: float | None = None
+        self.close_code: CloseCode | None = None
+        # Events up to this seq reached the client in its welcome or replay; live ones skip them.
+        self.min_seq = 0
+        self.rejected_in_a_row = 0
+        self._items: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    @property
+    def closing(self) -> bool:
+        return self.close_code is not None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.id}")
+
+    def send(self, text: str) -> bool:
+        """Queue a message; False (and a 4408 close) when the queue is full."""
+        if self.close_code is not None:
+            return False
+        if len(self._items) >= self.queue_limit:
+            self.close(CloseCode.OVERFLOW, urgent=True)
+            return False
+        self._items.append(text)
+        self._wake.set()
+        return True
+
+    def close(self, code: CloseCode, *, urgent: bool = False) -> None:
+        """Close after what is queued (or at once when urgent); idempotent."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        if urgent:
+            self._items.clear()
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        ws = self.websocket
+        try:
+            while True:
+                while self._items:
+                    text = self._items.popleft()
+                    await ws.send_text(text)
+                    self.sent += 1
+                if self.close_code is not None:
+                    break
+                self._wake.clear()
+                if not self._items and self.close_code is None:
+                    await self._wake.wait()
+            if ws.application_state is not WebSocketState.DISCONNECTED:
+                await ws.close(int(self.close_code), CLOSE_REASONS.get(self.close_code, ""))
+        except (RuntimeError, OSError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            logger.debug("writer of %s stopped: %s", self.id, exc)
+        except Exception as exc:  # a send on a socket the peer closed
+            logger.debug("writer of %s stopped: %r", self.id, exc)
+
+    async def stop(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def wait_closed(self, within_s: float) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._writer), within_s)

@@ -1,0 +1,144 @@
+"""The session event hub: committed events of a session, delivered in seq order to whoever watches.
+
+The durable log is the source: a watch reads `seq > last` from it, woken by `notify` right after a
+commit in this process and by a short poll for commits made elsewhere (the CLI, another instance).
+A Redis implementation for several coordinator instances only has to carry the wake-ups; the
+interface stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import SessionEvent
+
+logger = logging.getLogger("diemcau.hub")
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    seq: int
+    type: str
+    actor: str
+    at: str
+    payload: dict[str, Any]
+
+
+def to_logged(row: SessionEvent) -> LoggedEvent:
+    return LoggedEvent(
+        seq=row.seq,
+        type=row.type,
+        actor=row.actor,
+        at=row.created_at.isoformat(),
+        payload=row.payload,
+    )
+
+
+Deliver = Callable[[Sequence[LoggedEvent]], None]
+
+
+class Watch(Protocol):
+    def cancel(self) -> None: ...
+
+
+class EventHub(Protocol):
+    def watch(self, session_id: int, after_seq: int, deliver: Deliver) -> Watch: ...
+
+    def notify(self, session_ids: Iterable[int]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def read_events(
+    sessions: async_sessionmaker[AsyncSession], session_id: int, after_seq: int, limit: int
+) -> list[LoggedEvent]:
+    async with sessions() as db:
+        rows = await db.scalars(
+            select(SessionEvent)
+            .where(SessionEvent.session_id == session_id, SessionEvent.seq > after_seq)
+            .order_by(SessionEvent.seq)
+            .limit(limit)
+        )
+        return [to_logged(row) for row in rows]
+
+
+class _Tail:
+    def __init__(
+        self,
+        hub: LogTailHub,
+        session_id: int,
+        after_seq: int,
+        deliver: Deliver,
+    ) -> None:
+        self.hub = hub
+        self.session_id = session_id
+        self.last_seq = after_seq
+        self.deliver = deliver
+        self.wake = asyncio.Event()
+        self.task = asyncio.create_task(self._run(), name=f"hub-tail-{session_id}")
+
+    def cancel(self) -> None:
+        self.task.cancel()
+        self.hub._tails.get(self.session_id, set()).discard(self)
+
+    async def _run(self) -> None:
+        poll = self.hub.poll_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), poll)
+            self.wake.clear()
+            try:
+                while True:
+                    batch = await read_events(
+                        self.hub.sessions, self.session_id, self.last_seq, _BATCH
+                    )
+                    if not batch:
+                        break
+                    self.last_seq = batch[-1].seq
+                    self.deliver(batch)
+                    if len(batch) < _BATCH:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reading the event log of session %s failed", self.session_id)
+                await asyncio.sleep(poll)
+
+
+class LogTailHub:
+    """In-process hub: one tail of the log per watched session."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, poll_interval_s: float
+    ) -> None:
+        self.sessions = sessions
+        self.poll_interval_s = poll_interval_s
+        self._tails: dict[int, set[_Tail]] = {}
+
+    def watch(self, session_id: int, after_seq: int, deliver: Deliver) -> Watch:
+        tail = _Tail(self, session_id, after_seq, deliver)
+        self._tails.setdefault(session_id, set()).add(tail)
+        return tail
+
+    def notify(self, session_ids: Iterable[int]) -> None:
+        for session_id in session_ids:
+            for tail in self._tails.get(session_id, ()):
+                tail.wake.set()
+
+    async def close(self) -> None:
+        tails = [tail for group in self._tails.values() for tail in group]
+        for tail in tails:
+            tail.task.cancel()
+        for tail in tails:
+            with contextlib.suppress(asyncio.CancelledError):
+                await tail.task
+        self._tails.clear()

@@ -1,0 +1,265 @@
+"""The live protocol (version 1): every message a client or the server sends, as pydantic models.
+
+Messages are JSON objects discriminated by `type`. Client requests carry an `id` and get exactly one
+`ack` or `error` with that id. Server events carry the session `seq`. docs/protocol.md is the prose
+contract; docs/protocol.schema.json is generated from these models (`diemcau protocol schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+PROTOCOL_VERSION = 1
+
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ShortText = Annotated[str, StringConstraints(max_length=300)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- client → server -----------------------------------------------------------------------
+
+
+class StaffAuth(Message):
+    """A staff access token from POST /api/v1/auth/login, for one session."""
+
+    kind: Literal["staff"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    session_id: int = Field(ge=1, le=2**62)
+    role: Literal["operator", "moderator", "hall", "observer"] | None = Field(
+        default=None,
+        description="The role to act in; default: operator for admins and operators, moderator "
+        "for moderators, observer for observers. An account may only take roles below its own.",
+    )
+
+
+class PointAuth(Message):
+    """A point's join credential (the part of the join link after '#')."""
+
+    kind: Literal["point"]
+    credential: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class ClientInfo(Message):
+    name: Annotated[str, StringConstraints(max_length=64)] = ""
+    version: Annotated[str, StringConstraints(max_length=32)] = ""
+    user_agent: ShortText = ""
+
+
+class Hello(Message):
+    """The first message of every connection; answered by `welcome` or `error`."""
+
+    type: Literal["hello"]
+    id: RequestId
+    protocol: int = Field(ge=1, le=1000)
+    auth: Annotated[StaffAuth | PointAuth, Field(discriminator="kind")]
+    last_seq: int | None = Field(
+        default=None, ge=0, le=2**62, description="Resume: the highest seq received before."
+    )
+    client: ClientInfo = ClientInfo()
+
+
+class Pong(Message):
+    """Answer to the server's `ping`, echoing its nonce."""
+
+    type: Literal["pong"]
+    nonce: int = Field(ge=0, le=2**62)
+
+
+class Stats(Message):
+    """Link quality measured by the client (WebRTC statistics), every 5–10 s."""
+
+    type: Literal["stats"]
+    rtt_ms: float | None = Field(default=None, ge=0, le=60_000, allow_inf_nan=False)
+    loss_pct: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    jitter_ms: float | None = Field(default=None, ge=0, le=60_000, allow_inf_nan=False)
+    bitrate_in_kbps: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+    bitrate_out_kbps: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+
+
+class Ping(Message):
+    """A client's own liveness check; answered by `ack` with the server time."""
+
+    type: Literal["ping"]
+    id: RequestId
+
+
+class Resync(Message):
+    """Ask for a fresh `snapshot` (after a gap the client cannot explain)."""
+
+    type: Literal["resync"]
+    id: RequestId
+
+
+class WallGet(Message):
+    """Staff: ask for a full `wall.snapshot` (deltas follow anyway)."""
+
+    type: Literal["wall.get"]
+    id: RequestId
+
+
+class Bye(Message):
+    """Leaving on purpose: the point goes offline at once instead of after the resume window."""
+
+    type: Literal["bye"]
+    id: RequestId | None = None
+
+
+ClientMessage = Annotated[
+    Hello | Pong | Stats | Ping | Resync | WallGet | Bye, Field(discriminator="type")
+]
+CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+CLIENT_TYPES = frozenset({"hello", "pong", "stats", "ping", "resync", "wall.get", "bye"})
+
+
+# ---- server → client -----------------------------------------------------------------------
+
+
+class Identity(Message):
+    kind: Literal["point", "staff"]
+    point_code: str | None = None
+    point_name: str | None = None
+    district_name: str | None = None
+    province_name: str | None = None
+    username: str | None = None
+    display_name: str | None = None
+
+
+class SessionSnapshot(Message):
+    id: int
+    title: str
+    hall_name: str
+    status: str
+    scheduled_start: str | None
+    scheduled_end: str | None
+    settings: dict[str, Any]
+
+
+class Heartbeat(Message):
+    ping_interval_s: float
+    timeout_s: float
+    resume_window_s: float
+
+
+class Limits(Message):
+    max_message_bytes: int
+    messages_per_s: float
+    burst: int
+
+
+class Welcome(Message):
+    type: Literal["welcome"] = "welcome"
+    id: str
+    protocol: int = PROTOCOL_VERSION
+    connection_id: str
+    role: Literal["operator", "moderator", "hall", "observer", "point"]
+    identity: Identity
+    session: SessionSnapshot
+    seq: int = Field(description="The session seq this welcome is current to.")
+    resumed: bool
+    replayed: int = Field(description="How many `event` messages follow as replay.")
+    heartbeat: Heartbeat
+    limits: Limits
+
+
+class Snapshot(Message):
+    """Answer to `resync`: the session as of `seq`."""
+
+    type: Literal["snapshot"] = "snapshot"
+    session: SessionSnapshot
+    seq: int
+
+
+class Event(Message):
+    """A session event from the durable log. `seq` increases; a gap means events not for you."""
+
+    type: Literal["event"] = "event"
+    seq: int
+    event: str
+    actor: str
+    at: str
+    payload: dict[str, Any]
+
+
+class Ack(Message):
+    type: Literal["ack"] = "ack"
+    id: str
+    result: dict[str, Any] = {}
+
+
+class Error(Message):
+    type: Literal["error"] = "error"
+    id: str | None = None
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ServerPing(Message):
+    """Heartbeat: answer with `pong` and the same nonce; the server measures the round trip."""
+
+    type: Literal["ping"] = "ping"
+    nonce: int
+    server_time: float
+
+
+class WallPoint(Message):
+    code: str
+    name: str
+    area_code: str | None
+    area_name: str | None
+    state: str
+    since: float
+    last_seen: float | None
+    rtt_ms: float | None
+    loss_pct: float | None
+    client: str | None
+
+
+class AreaCounts(Message):
+    code: str
+    name: str | None
+    counts: dict[str, int]
+
+
+class WallSnapshot(Message):
+    """Staff: every invited point with its presence; counts overall and per area."""
+
+    type: Literal["wall.snapshot"] = "wall.snapshot"
+    at: float
+    counts: dict[str, int]
+    areas: list[AreaCounts]
+    points: list[WallPoint]
+
+
+class WallDelta(Message):
+    """Staff: what changed since the previous wall message (coalesced, a few per second at most)."""
+
+    type: Literal["wall.delta"] = "wall.delta"
+    at: float
+    counts: dict[str, int]
+    areas: list[AreaCounts]
+    points: list[WallPoint]
+
+
+ServerMessage = Annotated[
+    Welcome | Snapshot | Event | Ack | Error | ServerPing | WallSnapshot | WallDelta,
+    Field(discriminator="type"),
+]
+SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of both directions, as published at /api/v1/ws/schema.json."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"diemcau live protocol v{PROTOCOL_VERSION}",
+        "description": "Messages over the WebSocket at /api/v1/ws; see docs/protocol.md.",
+        "protocol": PROTOCOL_VERSION,
+        "client_to_server": CLIENT_MESSAGE.json_schema(),
+        "server_to_client": SERVER_MESSAGE.json_schema(mode="serialization"),
+    }

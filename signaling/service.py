@@ -1,0 +1,566 @@
+"""The live side of the service: accepts WebSockets, authenticates them, joins them to their room.
+
+`handle` is the whole life of one connection: origin and address checks, the hello (staff token or
+a point's join credential), resume or snapshot, then a loop that turns each message into a command.
+No malformed message closes a connection; each gets one typed `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.auth.tokens import decode_access_token
+from app.errors import DiemcauError, Unauthenticated
+from app.settings import Settings
+from bridges.invitations.service import resolve_credential
+from models import Account, ConferenceSession, Role
+from signaling.audience import Audience, audience_of
+from signaling.codes import CloseCode, ErrorCode
+from signaling.connection import Connection, TokenBucket
+from signaling.hub import EventHub, LoggedEvent, read_events
+from signaling.intervals import IntervalWriter, close_dangling
+from signaling.metrics import SignalingMetrics
+from signaling.protocol import (
+    CLIENT_MESSAGE,
+    CLIENT_TYPES,
+    PROTOCOL_VERSION,
+    Ack,
+    Bye,
+    ClientMessage,
+    Error,
+    Event,
+    Heartbeat,
+    Hello,
+    Identity,
+    Limits,
+    Ping,
+    PointAuth,
+    Pong,
+    Resync,
+    SessionSnapshot,
+    Snapshot,
+    StaffAuth,
+    Stats,
+    WallGet,
+    Welcome,
+)
+from signaling.room import LivePoint, SessionRoom
+
+logger = logging.getLogger("diemcau.ws")
+
+STAFF_ROLES: dict[Role, tuple[str, ...]] = {
+    Role.ADMIN: ("operator", "moderator", "hall", "observer"),
+    Role.OPERATOR: ("operator", "moderator", "hall", "observer"),
+    Role.MODERATOR: ("moderator", "observer"),
+    Role.OBSERVER: ("observer",),
+}
+WALL_ROLES = frozenset({"operator", "moderator", "observer"})
+_MAX_REJECTED_IN_A_ROW = 200
+
+
+class Refused(Exception):
+    """A hello that cannot be accepted; closes the connection after the error when `close` is set."""
+
+    def __init__(self, code: ErrorCode, message: str, close: CloseCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close = close
+
+
+def _snapshot(session: ConferenceSession) -> SessionSnapshot:
+    return SessionSnapshot(
+        id=session.id,
+        title=session.title,
+        hall_name=session.hall_name,
+        status=session.status.value,
+        scheduled_start=session.scheduled_start.isoformat() if session.scheduled_start else None,
+        scheduled_end=session.scheduled_end.isoformat() if session.scheduled_end else None,
+        settings=session.settings,
+    )
+
+
+def _client_label(hello: Hello) -> str | None:
+    info = hello.client
+    label = " ".join(part for part in (info.name, info.version) if part)
+    if info.user_agent:
+        label = f"{label} ({info.user_agent})" if label else info.user_agent
+    return label[:300] or None
+
+
+class Signaling:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: EventHub,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.hub = hub
+        self.metrics = SignalingMetrics()
+        self.intervals = IntervalWriter(sessions)
+        self.rooms: dict[int, SessionRoom] = {}
+        self._room_locks: dict[int, asyncio.Lock] = {}
+        self.by_address: Counter[str] = Counter()
+        self.by_account: Counter[int] = Counter()
+        self.connections: set[Connection] = set()
+
+    # ---- lifetime --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        closed = await close_dangling(self.sessions, time.time())
+        if closed:
+            logger.info("closed %d presence intervals left open by the previous run", closed)
+        self.intervals.start()
+        if self.settings.metrics_enabled:
+            self.metrics.start()
+
+    async def stop(self) -> None:
+        for room in list(self.rooms.values()):
+            await room.close(CloseCode.GOING_AWAY)
+        for conn in list(self.connections):
+            conn.close(CloseCode.GOING_AWAY)
+        await asyncio.gather(*(c.wait_closed(2.0) for c in list(self.connections)))
+        await self.hub.close()
+        await self.intervals.close()
+        await self.metrics.close()
+
+    def notify_committed(self, session_ids: Iterable[int]) -> None:
+        self.hub.notify(session_ids)
+
+    async def room(self, session_id: int) -> SessionRoom:
+        room = self.rooms.get(session_id)
+        if room is not None:
+            return room
+        lock = self._room_locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            room = self.rooms.get(session_id)
+            if room is None:
+                room = SessionRoom(
+                    session_id,
+                    settings=self.settings,
+                    sessions=self.sessions,
+                    hub=self.hub,
+                    metrics=self.metrics,
+                    intervals=self.intervals,
+                )
+                await room.load()
+                self.rooms[session_id] = room
+        return room
+
+    # ---- one connection --------------------------------------------------------------------
+
+    async def handle(self, ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in self.settings.effective_origins:
+            self.metrics.closes.labels(str(int(CloseCode.ORIGIN_REJECTED))).inc()
+            await ws.close(int(CloseCode.ORIGIN_REJECTED))
+            return
+        address = ws.client.host if ws.client else "-"
+        if self.by_address[address] >= self.settings.ws_max_per_address:
+            self.metrics.closes.labels(str(int(CloseCode.TOO_MANY_CONNECTIONS))).inc()
+            await ws.close(int(CloseCode.TOO_MANY_CONNECTIONS))
+            return
+        await ws.accept()
+        settings = self.settings
+        conn = Connection(
+            ws,
+            connection_id=uuid.uuid4().hex[:16],
+            address=address,
+            queue_limit=settings.ws_queue_messages,
+            rate=TokenBucket(rate=settings.ws_rate_per_s, burst=settings.ws_rate_burst),
+        )
+        self.by_address[address] += 1
+        self.connections.add(conn)
+        conn.start()
+        room: SessionRoom | None = None
+        try:
+            room = await self._handshake(conn)
+            if room is not None:
+                self.metrics.connections.labels(conn.role).inc()
+                try:
+                    await self._serve(conn, room)
+                finally:
+                    self.metrics.connections.labels(conn.role).dec()
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            logger.exception("connection %s failed", conn.id)
+            conn.close(CloseCode.INTERNAL)
+        finally:
+            if room is not None:
+                if conn.point_id is not None:
+                    room.disconnect_point(conn, leave=False)
+                else:
+                    room.staff.discard(conn)
+            if conn.account_id is not None:
+                self.by_account[conn.account_id] -= 1
+                if self.by_account[conn.account_id] <= 0:
+                    del self.by_account[conn.account_id]
+            self.by_address[address] -= 1
+            if self.by_address[address] <= 0:
+                del self.by_address[address]
+            self.connections.discard(conn)
+            if conn.close_code is not None:
+                self.metrics.closes.labels(str(int(conn.close_code))).inc()
+            conn.close(CloseCode.NORMAL)
+            await conn.wait_closed(2.0)
+            await conn.stop()
+
+    async def _receive(self, conn: Connection, wait_s: float | None) -> Any | None:
+        """The next message as parsed JSON; None after an error was sent for it."""
+        message = await asyncio.wait_for(conn.websocket.receive(), wait_s)
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        conn.last_received = time.monotonic()
+        text = message.get("text")
+        if text is None:
+            self.metrics.messages_in.labels("invalid").inc()
+            self._error(conn, None, ErrorCode.MALFORMED_MESSAGE, "send JSON text frames")
+            return None
+        if (
+            len(text) > self.settings.ws_max_message_bytes
+            and len(text.encode()) > self.settings.ws_max_message_bytes
+        ):
+            conn.close(CloseCode.TOO_BIG)
+            raise WebSocketDisconnect(int(CloseCode.TOO_BIG))
+        if not conn.rate.take(conn.last_received):
+            conn.rejected_in_a_row += 1
+            if conn.rejected_in_a_row > _MAX_REJECTED_IN_A_ROW:
+                conn.close(CloseCode.RATE_LIMITED)
+                raise WebSocketDisconnect(int(CloseCode.RATE_LIMITED))
+            self._error(conn, None, ErrorCode.RATE_LIMITED, "too many messages; slow down")
+            return None
+        conn.rejected_in_a_row = 0
+        try:
+            return json.loads(text)
+        except ValueError:
+            self.metrics.messages_in.labels("invalid").inc()
+            self._error(conn, None, ErrorCode.MALFORMED_MESSAGE, "not valid JSON")
+            return None
+
+    def _parse(self, conn: Connection, raw: Any) -> ClientMessage | None:
+        request_id = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
+            request_id = None
+        if not isinstance(raw, dict):
+            self.metrics.messages_in.labels("invalid").inc()
+            self._error(conn, None, ErrorCode.MALFORMED_MESSAGE, "a message is a JSON object")
+            return None
+        kind = raw.get("type")
+        if kind not in CLIENT_TYPES:
+            self.metrics.messages_in.labels("invalid").inc()
+            self._error(
+                conn,
+                request_id,
+                ErrorCode.UNKNOWN_TYPE,
+                "unknown message type",
+                {"type": str(kind)[:64], "known": sorted(CLIENT_TYPES)},
+            )
+            return None
+        try:
+            message = CLIENT_MESSAGE.validate_python(raw)
+        except ValidationError as exc:
+            self.metrics.messages_in.labels("invalid").inc()
+            errors = [
+                {
+                    "loc": [str(part) for part in e["loc"]][1:],
+                    "msg": e["msg"][:200],
+                    "type": e["type"],
+                }
+                for e in exc.errors(include_url=False, include_input=False)[:20]
+            ]
+            self._error(
+                conn,
+                request_id,
+                ErrorCode.VALIDATION_ERROR,
+                f"invalid {kind} message",
+                {"errors": errors},
+            )
+            return None
+        self.metrics.messages_in.labels(str(kind)).inc()
+        return message
+
+    def _error(
+        self,
+        conn: Connection,
+        request_id: str | None,
+        code: ErrorCode,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.metrics.errors.labels(code.value).inc()
+        conn.send(
+            Error(
+                id=request_id, code=code.value, message=message, details=details or {}
+            ).model_dump_json()
+        )
+
+    # ---- hello -----------------------------------------------------------------------------
+
+    async def _handshake(self, conn: Connection) -> SessionRoom | None:
+        deadline = time.monotonic() + self.settings.ws_hello_timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                conn.close(CloseCode.HELLO_TIMEOUT)
+                return None
+            try:
+                raw = await self._receive(conn, remaining)
+            except TimeoutError:
+                conn.close(CloseCode.HELLO_TIMEOUT)
+                return None
+            if raw is None:
+                continue
+            message = self._parse(conn, raw)
+            if message is None:
+                continue
+            if not isinstance(message, Hello):
+                self._error(
+                    conn,
+                    getattr(message, "id", None),
+                    ErrorCode.HELLO_REQUIRED,
+                    "send hello first",
+                )
+                continue
+            try:
+                return await self._join(conn, message)
+            except Refused as refused:
+                self._error(conn, message.id, refused.code, refused.message)
+                if refused.close is not None:
+                    conn.close(refused.close)
+                    return None
+
+    async def _join(self, conn: Connection, hello: Hello) -> SessionRoom:
+        if hello.protocol != PROTOCOL_VERSION:
+            raise Refused(
+                ErrorCode.UNSUPPORTED_PROTOCOL,
+                f"this server speaks protocol {PROTOCOL_VERSION}",
+            )
+        conn.client_label = _client_label(hello)
+        if isinstance(hello.auth, StaffAuth):
+            room, session, identity = await self._join_staff(conn, hello.auth)
+            live = None
+        else:
+            room, session, identity, live = await self._join_point(conn, hello.auth)
+        was_present = live is not None and live.presence.state.value in ("online", "degraded")
+        if live is not None:
+            room.connect_point(live, conn)
+        resumable = (
+            hello.last_seq is not None
+            and hello.last_seq <= room.delivered_seq
+            and room.delivered_seq - hello.last_seq <= self.settings.resume_max_events
+            and (live is None or was_present)
+        )
+        cursor = hello.last_seq if resumable and hello.last_seq is not None else session.last_seq
+        replay: list[LoggedEvent] = []
+        for_points_only = live is not None
+        while cursor < room.delivered_seq:
+            target = room.delivered_seq
+            batch = await read_events(self.sessions, room.session_id, cursor, target - cursor)
+            if not batch:
+                break
+            for logged in batch:
+                if logged.seq > target:
+                    break
+                if not for_points_only or audience_of(logged.type) is Audience.EVERYONE:
+                    replay.append(logged)
+                cursor = logged.seq
+        if live is not None and live.connection is not conn:
+            raise Refused(ErrorCode.UNAUTHENTICATED, "replaced while joining", CloseCode.REPLACED)
+        conn.min_seq = cursor
+        settings = self.settings
+        welcome = Welcome(
+            id=hello.id,
+            connection_id=conn.id,
+            role=conn.role,
+            identity=identity,
+            session=_snapshot(session),
+            seq=cursor,
+            resumed=bool(resumable),
+            replayed=len(replay),
+            heartbeat=Heartbeat(
+                ping_interval_s=settings.heartbeat_interval_s,
+                timeout_s=settings.heartbeat_timeout_s,
+                resume_window_s=settings.resume_window_s,
+            ),
+            limits=Limits(
+                max_message_bytes=settings.ws_max_message_bytes,
+                messages_per_s=settings.ws_rate_per_s,
+                burst=settings.ws_rate_burst,
+            ),
+        )
+        conn.send(welcome.model_dump_json())
+        self.metrics.messages_out.labels("welcome").inc()
+        for logged in replay:
+            conn.send(
+                Event(
+                    seq=logged.seq,
+                    event=logged.type,
+                    actor=logged.actor,
+                    at=logged.at,
+                    payload=logged.payload,
+                ).model_dump_json()
+            )
+        if live is not None:
+            room.join_point(live, conn)
+        else:
+            room.staff.add(conn)
+            if conn.role in WALL_ROLES:
+                conn.send(room.wall_snapshot().model_dump_json())
+                self.metrics.messages_out.labels("wall.snapshot").inc()
+        conn.next_ping_at = time.monotonic() + settings.heartbeat_interval_s
+        return room
+
+    async def _join_staff(
+        self, conn: Connection, auth: StaffAuth
+    ) -> tuple[SessionRoom, ConferenceSession, Identity]:
+        try:
+            claims = decode_access_token(self.settings.secret(), auth.token)
+        except Unauthenticated as exc:
+            raise Refused(
+                ErrorCode.UNAUTHENTICATED, exc.message, CloseCode.UNAUTHENTICATED
+            ) from None
+        async with self.sessions() as db:
+            account = await db.get(Account, claims.account_id)
+            if (
+                account is None
+                or not account.active
+                or account.token_generation != claims.generation
+            ):
+                raise Refused(
+                    ErrorCode.UNAUTHENTICATED,
+                    "access token no longer valid",
+                    CloseCode.UNAUTHENTICATED,
+                )
+            session = await db.get(ConferenceSession, auth.session_id)
+            if session is None:
+                raise Refused(ErrorCode.NOT_FOUND, "session not found", CloseCode.SESSION_GONE)
+            allowed = STAFF_ROLES[account.role]
+            role = auth.role or allowed[0]
+            if role not in allowed:
+                raise Refused(
+                    ErrorCode.FORBIDDEN,
+                    f"a {account.role.value} account cannot act as {role}",
+                    CloseCode.NOT_ADMITTED,
+                )
+            if self.by_account[account.id] >= self.settings.ws_max_per_account:
+                raise Refused(
+                    ErrorCode.FORBIDDEN,
+                    "too many open connections for this account",
+                    CloseCode.TOO_MANY_CONNECTIONS,
+                )
+            identity = Identity(
+                kind="staff", username=account.username, display_name=account.display_name
+            )
+            conn.role = role
+            conn.account_id = account.id
+            conn.session_id = session.id
+            self.by_account[account.id] += 1
+        return await self.room(session.id), session, identity
+
+    async def _join_point(
+        self, conn: Connection, auth: PointAuth
+    ) -> tuple[SessionRoom, ConferenceSession, Identity, LivePoint]:
+        async with self.sessions() as db:
+            try:
+                who = await resolve_credential(db, auth.credential)
+            except DiemcauError as exc:
+                raise Refused(
+                    ErrorCode.UNAUTHENTICATED, exc.message, CloseCode.UNAUTHENTICATED
+                ) from None
+            if not who.admitted:
+                raise Refused(
+                    ErrorCode.NOT_ADMITTED,
+                    f"the session is {who.session_status}; points may join when it is open",
+                    CloseCode.NOT_ADMITTED,
+                )
+            session = await db.get(ConferenceSession, who.session_id)
+            if session is None:
+                raise Refused(ErrorCode.NOT_FOUND, "session not found", CloseCode.SESSION_GONE)
+        room = await self.room(session.id)
+        live = room.by_code.get(who.point_code)
+        if live is None:
+            await room._reload_codes([who.point_code])
+            live = room.by_code.get(who.point_code)
+        if live is None:
+            raise Refused(ErrorCode.UNAUTHENTICATED, "invitation not found", CloseCode.REVOKED)
+        conn.role = "point"
+        conn.point_id = live.point_id
+        conn.session_id = session.id
+        identity = Identity(
+            kind="point",
+            point_code=who.point_code,
+            point_name=who.point_name,
+            district_name=who.district_name,
+            province_name=who.province_name,
+        )
+        return room, session, identity, live
+
+    # ---- after the hello -------------------------------------------------------------------
+
+    async def _serve(self, conn: Connection, room: SessionRoom) -> None:
+        while not conn.closing:
+            raw = await self._receive(conn, None)
+            if raw is None:
+                continue
+            message = self._parse(conn, raw)
+            if message is None:
+                continue
+            await self._dispatch(conn, room, message)
+
+    async def _dispatch(self, conn: Connection, room: SessionRoom, message: ClientMessage) -> None:
+        if isinstance(message, Pong):
+            room.pong(conn, message.nonce)
+        elif isinstance(message, Stats):
+            if message.rtt_ms is not None:
+                conn.reported_rtt_ms = message.rtt_ms
+            if message.loss_pct is not None:
+                conn.loss_pct = message.loss_pct
+            room.link_report(conn)
+        elif isinstance(message, Ping):
+            conn.send(Ack(id=message.id, result={"server_time": time.time()}).model_dump_json())
+        elif isinstance(message, Resync):
+            async with self.sessions() as db:
+                session = await db.get(ConferenceSession, room.session_id)
+            if session is None:
+                self._error(conn, message.id, ErrorCode.NOT_FOUND, "session not found")
+                return
+            conn.send(
+                Snapshot(session=_snapshot(session), seq=room.delivered_seq).model_dump_json()
+            )
+            if conn.role in WALL_ROLES:
+                conn.send(room.wall_snapshot().model_dump_json())
+            conn.send(Ack(id=message.id).model_dump_json())
+        elif isinstance(message, WallGet):
+            if conn.role not in WALL_ROLES:
+                self._error(
+                    conn,
+                    message.id,
+                    ErrorCode.FORBIDDEN,
+                    "the wall is for operators, moderators and observers",
+                    {"role": conn.role},
+                )
+                return
+            conn.send(room.wall_snapshot().model_dump_json())
+            conn.send(Ack(id=message.id).model_dump_json())
+        elif isinstance(message, Bye):
+            if message.id is not None:
+                conn.send(Ack(id=message.id).model_dump_json())
+            if conn.point_id is not None:
+                room.disconnect_point(conn, leave=True)
+            conn.close(CloseCode.NORMAL)
+        elif isinstance(message, Hello):
+            self._error(conn, message.id, ErrorCode.ALREADY_JOINED, "this connection has joined")
