@@ -30,7 +30,7 @@ from app.sessions.endpoints import router as sessions_router
 from app.settings import Settings
 from app.state import ServiceState
 from migrations.runner import head_revision
-from models.engine import create_engine, session_factory
+from models.engine import create_engine, reader_factory, session_factory
 from signaling import protocol
 from signaling.hub import LogTailHub
 from signaling.service import Signaling
@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.effective_database_url)
         sessions = session_factory(engine)
-        hub = LogTailHub(sessions, poll_interval_s=settings.event_poll_interval_s)
+        hub = LogTailHub(reader_factory(engine), poll_interval_s=settings.event_poll_interval_s)
         state = ServiceState(
             settings=settings,
             engine=engine,
@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
             login_throttle=LoginThrottle(
                 max_failures=settings.login_max_failures, window_s=settings.login_failure_window_s
             ),
-            signaling=Signaling(settings, sessions, hub),
+            signaling=Signaling(settings, sessions, hub, readers=reader_factory(engine)),
         )
         try:
             await _check_schema(state)

@@ -323,7 +323,7 @@ def step(
     moved = target is not p.state
     after = Presence(
         state=target,
-        since=now,
+        since=now if moved else p.since,
         connected=flags.connected,
         link_ok=flags.link_ok,
         grace_deadline=flags.grace_deadline,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.errors import ValidationFailed
 
+READ_ONLY_OPTION = "diemcau_read_only"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -91,11 +92,22 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        readonly = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def reader_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read: on SQLite they skip the up-front write lock, so a join storm's
+    thousands of credential checks read in parallel with writers (WAL) instead of queueing."""
+    return async_sessionmaker(
+        engine.execution_options(**{READ_ONLY_OPTION: True}),
+        expire_on_commit=False,
+        autoflush=False,
+    )
 
 
 @asynccontextmanager

@@ -105,9 +105,13 @@ class Signaling:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         hub: EventHub,
+        *,
+        readers: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        # Hello, replay and resync only read: they use read-only sessions when given.
+        self.readers = readers or sessions
         self.hub = hub
         self.metrics = SignalingMetrics()
         self.intervals = IntervalWriter(sessions)
@@ -369,7 +373,7 @@ class Signaling:
         for_points_only = live is not None
         while cursor < room.delivered_seq:
             target = room.delivered_seq
-            batch = await read_events(self.sessions, room.session_id, cursor, target - cursor)
+            batch = await read_events(self.readers, room.session_id, cursor, target - cursor)
             if not batch:
                 break
             for logged in batch:
@@ -433,7 +437,7 @@ class Signaling:
             raise Refused(
                 ErrorCode.UNAUTHENTICATED, exc.message, CloseCode.UNAUTHENTICATED
             ) from None
-        async with self.sessions() as db:
+        async with self.readers() as db:
             account = await db.get(Account, claims.account_id)
             if (
                 account is None
@@ -474,7 +478,7 @@ class Signaling:
     async def _join_point(
         self, conn: Connection, auth: PointAuth
     ) -> tuple[SessionRoom, ConferenceSession, Identity, LivePoint]:
-        async with self.sessions() as db:
+        async with self.readers() as db:
             try:
                 who = await resolve_credential(db, auth.credential)
             except DiemcauError as exc:
@@ -533,7 +537,7 @@ class Signaling:
         elif isinstance(message, Ping):
             conn.send(Ack(id=message.id, result={"server_time": time.time()}).model_dump_json())
         elif isinstance(message, Resync):
-            async with self.sessions() as db:
+            async with self.readers() as db:
                 session = await db.get(ConferenceSession, room.session_id)
             if session is None:
                 self._error(conn, message.id, ErrorCode.NOT_FOUND, "session not found")

@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.events.service import append_event
 from models import ConferenceSession, SessionEvent, SessionStatus
 from models.base import UTCDateTime
-from models.engine import create_engine, is_sqlite, session_factory, unit_of_work
+from models.engine import (
+    create_engine,
+    is_sqlite,
+    reader_factory,
+    session_factory,
+    unit_of_work,
+)
 
 Factory = async_sessionmaker[AsyncSession]
 HANOI = timezone(timedelta(hours=7))
@@ -218,3 +224,19 @@ async def test_unit_of_work_commits_or_rolls_back(db_factory: Factory) -> None:
     async with db_factory() as db:
         titles = list(await db.scalars(select(ConferenceSession.title)))
     assert titles == ["Giữ"]
+
+
+async def test_readers_do_not_wait_for_a_writer_on_sqlite(sqlite_url: str) -> None:
+    """A join storm's credential checks must not queue behind the interval writer's lock."""
+    engine = create_engine(sqlite_url)
+    try:
+        async with session_factory(engine)() as writer:
+            await writer.execute(select(func.count()).select_from(ConferenceSession))
+            async with reader_factory(engine)() as reader:
+                count = await asyncio.wait_for(
+                    reader.scalar(select(func.count()).select_from(SessionEvent)), timeout=5
+                )
+            assert count == 0
+            await writer.rollback()
+    finally:
+        await engine.dispose()
