@@ -48,6 +48,10 @@ cli.add_typer(points_cli, name="points")
 bench_cli = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=True)
 cli.add_typer(session_cli, name="session")
 cli.add_typer(bench_cli, name="bench")
+protocol_cli = typer.Typer(
+    help="The live protocol (WebSocket): its JSON Schema.", no_args_is_help=True
+)
+cli.add_typer(protocol_cli, name="protocol")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -598,6 +602,30 @@ def session_links(
     )
 
 
+# ---- protocol ------------------------------------------------------------------------------
+
+
+@protocol_cli.command("schema")
+def protocol_schema(
+    out_file: Annotated[
+        str, typer.Option("--out", "-o", help="File to write, or - for standard output.")
+    ] = "docs/protocol.schema.json",
+) -> None:
+    """Write the JSON Schema of every live-protocol message (docs/protocol.schema.json)."""
+    import json
+
+    from signaling import protocol
+
+    text = json.dumps(protocol.json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if out_file == "-":
+        typer.echo(text, nl=False)
+        return
+    path = Path(out_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    out.print(f"protocol v{protocol.PROTOCOL_VERSION} schema written to {path}")
+
+
 # ---- benchmarks ----------------------------------------------------------------------------
 
 
@@ -636,6 +664,60 @@ def bench_import(
     out.print(
         f"  median import {result.median_total_s:.2f} s (target < {result.target_s:.0f} s): {verdict}"
     )
+
+
+@bench_cli.command("signaling")
+def bench_signaling(
+    points: Annotated[int, typer.Option(min=1, max=3321, help="Simulated points (N).")],
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Client processes (K).")] = 2,
+    events: Annotated[int, typer.Option(min=1, max=1000, help="Session events (M).")] = 20,
+    event_interval_ms: Annotated[int, typer.Option(min=10, max=10_000)] = 300,
+    batch: Annotated[
+        int, typer.Option(min=0, help="Points per join batch; 0: all join at once.")
+    ] = 0,
+    batch_interval_ms: Annotated[int, typer.Option(min=0, max=10_000)] = 100,
+    join_timeout_s: Annotated[float, typer.Option(min=1, max=600)] = 60.0,
+    profile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the server's cProfile and GC pauses per phase here (slows it down).",
+            file_okay=False,
+        ),
+    ] = None,
+    server_gc_freeze: Annotated[
+        bool,
+        typer.Option(
+            "--server-gc-freeze",
+            help="Experiment: gc.freeze() in the server before each measured phase.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Join storm of N points over WebSockets, then event fan-out against a websockets baseline."""
+    import json
+
+    from app.benchmarks import signaling
+
+    options = signaling.SignalingOptions(
+        points=points,
+        processes=processes,
+        events=events,
+        event_interval_ms=event_interval_ms,
+        batch=batch,
+        batch_interval_ms=batch_interval_ms,
+        join_timeout_s=join_timeout_s,
+        profile_dir=profile_dir,
+        server_gc_freeze=server_gc_freeze,
+    )
+    try:
+        result = signaling.run(options)
+    except signaling.BenchError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(signaling.as_dict(result), ensure_ascii=False))
+        return
+    out.print(signaling.render(result))
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ class CloseCode(enum.IntEnum):
     ORIGIN_REJECTED = 4003
     UNAUTHENTICATED = 4401
     NOT_ADMITTED = 4403
+    ROLE_NOT_ALLOWED = 4406
     SESSION_GONE = 4404
     OVERFLOW = 4408
     REPLACED = 4409
@@ -55,6 +56,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.ORIGIN_REJECTED: "origin not allowed",
     CloseCode.UNAUTHENTICATED: "unauthenticated",
     CloseCode.NOT_ADMITTED: "session not admitting points",
+    CloseCode.ROLE_NOT_ALLOWED: "role not allowed for this account",
     CloseCode.SESSION_GONE: "session ended",
     CloseCode.OVERFLOW: "too slow: outgoing queue overflowed; resume",
     CloseCode.REPLACED: "replaced by a newer connection",

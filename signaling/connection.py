@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -76,7 +77,12 @@ class Connection:
         # Events up to this seq reached the client in its welcome or replay; live ones skip them.
         self.min_seq = 0
         self.rejected_in_a_row = 0
-        self._items: deque[str] = deque()
+        self._items: deque[tuple[str, bool]] = deque()
+        # Queued messages exempt from queue_limit: a resume's replay, which resume_max_events
+        # bounds and which may be longer than the queue.
+        self._exempt = 0
+        # Called once when the queue overflows (the service counts it).
+        self.on_overflow: Callable[[], None] | None = None
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.sent = 0
@@ -88,14 +94,18 @@ class Connection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.id}")
 
-    def send(self, text: str) -> bool:
-        """Queue a message; False (and a 4408 close) when the queue is full."""
+    def send(self, text: str, *, exempt: bool = False) -> bool:
+        """Queue a message; False (and a 4408 close) when the queue is full. An `exempt` message
+        neither counts against the limit nor overflows it."""
         if self.close_code is not None:
             return False
-        if len(self._items) >= self.queue_limit:
+        if not exempt and len(self._items) - self._exempt >= self.queue_limit:
             self.close(CloseCode.OVERFLOW, urgent=True)
+            if self.on_overflow is not None:
+                self.on_overflow()
             return False
-        self._items.append(text)
+        self._items.append((text, exempt))
+        self._exempt += exempt
         self._wake.set()
         return True
 
@@ -106,6 +116,7 @@ class Connection:
         self.close_code = code
         if urgent:
             self._items.clear()
+            self._exempt = 0
         self._wake.set()
 
     async def _drain(self) -> None:
@@ -113,7 +124,8 @@ class Connection:
         try:
             while True:
                 while self._items:
-                    text = self._items.popleft()
+                    text, exempt = self._items.popleft()
+                    self._exempt -= exempt
                     await ws.send_text(text)
                     self.sent += 1
                 if self.close_code is not None:

@@ -22,6 +22,7 @@ from models import SessionEvent
 
 logger = logging.getLogger("diemcau.hub")
 _BATCH = 500
+_SLICE = 32
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,11 @@ class _Tail:
                     if not batch:
                         break
                     self.last_seq = batch[-1].seq
-                    self.deliver(batch)
+                    # Slices with a loop turn between them, so that connection writers drain a
+                    # burst of events as it is delivered instead of seeing all of it queued.
+                    for start in range(0, len(batch), _SLICE):
+                        self.deliver(batch[start : start + _SLICE])
+                        await asyncio.sleep(0)
                     if len(batch) < _BATCH:
                         break
             except asyncio.CancelledError:

@@ -18,13 +18,22 @@ ShortText = Annotated[str, StringConstraints(max_length=300)]
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The server always sends defaulted fields, so its schema marks them required.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
 
 # ---- client → server -----------------------------------------------------------------------
 
 
-class StaffAuth(Message):
+class ClientMessageBase(Message):
+    """Strict: a number is a JSON number and a flag a JSON boolean, as the schema says."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class StaffAuth(ClientMessageBase):
     """A staff access token from POST /api/v1/auth/login, for one session."""
 
     kind: Literal["staff"]
@@ -37,20 +46,20 @@ class StaffAuth(Message):
     )
 
 
-class PointAuth(Message):
+class PointAuth(ClientMessageBase):
     """A point's join credential (the part of the join link after '#')."""
 
     kind: Literal["point"]
     credential: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-class ClientInfo(Message):
+class ClientInfo(ClientMessageBase):
     name: Annotated[str, StringConstraints(max_length=64)] = ""
     version: Annotated[str, StringConstraints(max_length=32)] = ""
     user_agent: ShortText = ""
 
 
-class Hello(Message):
+class Hello(ClientMessageBase):
     """The first message of every connection; answered by `welcome` or `error`."""
 
     type: Literal["hello"]
@@ -63,14 +72,14 @@ class Hello(Message):
     client: ClientInfo = ClientInfo()
 
 
-class Pong(Message):
+class Pong(ClientMessageBase):
     """Answer to the server's `ping`, echoing its nonce."""
 
     type: Literal["pong"]
     nonce: int = Field(ge=0, le=2**62)
 
 
-class Stats(Message):
+class Stats(ClientMessageBase):
     """Link quality measured by the client (WebRTC statistics), every 5–10 s."""
 
     type: Literal["stats"]
@@ -81,28 +90,28 @@ class Stats(Message):
     bitrate_out_kbps: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
 
 
-class Ping(Message):
+class Ping(ClientMessageBase):
     """A client's own liveness check; answered by `ack` with the server time."""
 
     type: Literal["ping"]
     id: RequestId
 
 
-class Resync(Message):
+class Resync(ClientMessageBase):
     """Ask for a fresh `snapshot` (after a gap the client cannot explain)."""
 
     type: Literal["resync"]
     id: RequestId
 
 
-class WallGet(Message):
+class WallGet(ClientMessageBase):
     """Staff: ask for a full `wall.snapshot` (deltas follow anyway)."""
 
     type: Literal["wall.get"]
     id: RequestId
 
 
-class Bye(Message):
+class Bye(ClientMessageBase):
     """Leaving on purpose: the point goes offline at once instead of after the resume window."""
 
     type: Literal["bye"]

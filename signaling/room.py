@@ -48,6 +48,7 @@ from signaling.protocol import (
 
 logger = logging.getLogger("diemcau.room")
 STATES = [s.value for s in PresenceState]
+WALL_ROLES = frozenset({"operator", "moderator", "observer"})
 
 
 @dataclass
@@ -138,6 +139,9 @@ class SessionRoom:
             self.delivered_seq = session.last_seq
             self.status = session.status.value
             await self._load_points(db, None)
+        # Staff get the whole wall in their snapshot; deltas start from here.
+        self._dirty_points.clear()
+        self._dirty_areas.clear()
         self._watch = self.hub.watch(self.session_id, self.delivered_seq, self.deliver)
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name=f"room-heartbeat-{self.session_id}"),
@@ -230,11 +234,12 @@ class SessionRoom:
     # ---- sending ---------------------------------------------------------------------------
 
     def send_staff(self, text: str, kind: str) -> None:
+        """To the staff who watch the wall (the hall page does not)."""
         for conn in list(self.staff):
+            if conn.role not in WALL_ROLES:
+                continue
             if conn.send(text):
                 self.metrics.messages_out.labels(kind).inc()
-            elif conn.close_code is CloseCode.OVERFLOW:
-                self.metrics.overflows.inc()
 
     def deliver(self, events: Sequence[LoggedEvent]) -> None:
         """Fan committed events out to every local connection they are for, in seq order."""
@@ -252,19 +257,13 @@ class SessionRoom:
             targets: list[Connection] = list(self.staff)
             if audience_of(logged.type) is Audience.EVERYONE:
                 targets.extend(self.point_connections)
-            overflowed = 0
             seq = logged.seq
+            # An overflow is counted once, by the connection (Connection.on_overflow).
             for conn in targets:
-                if (
-                    seq > conn.min_seq
-                    and not conn.send(text)
-                    and conn.close_code is CloseCode.OVERFLOW
-                ):
-                    overflowed += 1
+                if seq > conn.min_seq:
+                    conn.send(text)
             self.delivered_seq = logged.seq
             self.metrics.messages_out.labels("event").inc(len(targets))
-            if overflowed:
-                self.metrics.overflows.inc(overflowed)
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
             self._react(logged)
 
@@ -367,12 +366,14 @@ class SessionRoom:
             return
         self._apply(live, PresenceInput.LEAVE if leave else PresenceInput.DISCONNECT)
 
-    def link_report(self, conn: Connection) -> None:
-        """Re-judge a point's link after a pong, a stats report or a missed pong."""
+    def link_report(self, conn: Connection, *, measured: bool = True) -> None:
+        """Re-judge a point's link after a pong or a stats report (`measured`: the wall shows the
+        new numbers), or after a missed pong (only a state change is news then)."""
         live = self.points.get(conn.point_id or -1)
         if live is None or live.connection is not conn or not live.presence.connected:
             return
-        live.last_seen = time.time()
+        # When the point was last heard from: a missed pong also lands here and must not count.
+        live.last_seen = time.time() - (time.monotonic() - conn.last_received)
         settings = self.settings
         overdue = (
             conn.awaiting_since is not None
@@ -391,7 +392,7 @@ class SessionRoom:
             self._apply(live, PresenceInput.LINK_BAD)
         elif not bad and state is PresenceState.DEGRADED:
             self._apply(live, PresenceInput.LINK_GOOD)
-        else:
+        elif measured:
             self._mark(live)
 
     # ---- heartbeat -------------------------------------------------------------------------
@@ -406,15 +407,15 @@ class SessionRoom:
                 if conn.closing:
                     continue
                 if now - conn.last_received > settings.heartbeat_timeout_s:
+                    # Counted in closes_total by Signaling.handle when the connection ends.
                     conn.close(CloseCode.HEARTBEAT_TIMEOUT)
-                    self.metrics.closes.labels(str(int(CloseCode.HEARTBEAT_TIMEOUT))).inc()
                     continue
                 if (
                     conn.point_id is not None
                     and conn.awaiting_since is not None
                     and now - conn.awaiting_since > settings.heartbeat_interval_s
                 ):
-                    self.link_report(conn)
+                    self.link_report(conn, measured=False)
                 if now >= conn.next_ping_at:
                     conn.ping_nonce += 1
                     conn.ping_sent_at = now

@@ -55,7 +55,7 @@ from signaling.protocol import (
     WallGet,
     Welcome,
 )
-from signaling.room import LivePoint, SessionRoom
+from signaling.room import WALL_ROLES, LivePoint, SessionRoom
 
 logger = logging.getLogger("diemcau.ws")
 
@@ -65,18 +65,24 @@ STAFF_ROLES: dict[Role, tuple[str, ...]] = {
     Role.MODERATOR: ("moderator", "observer"),
     Role.OBSERVER: ("observer",),
 }
-WALL_ROLES = frozenset({"operator", "moderator", "observer"})
 _MAX_REJECTED_IN_A_ROW = 200
 
 
 class Refused(Exception):
     """A hello that cannot be accepted; closes the connection after the error when `close` is set."""
 
-    def __init__(self, code: ErrorCode, message: str, close: CloseCode | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        close: CloseCode | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.close = close
+        self.details = details or {}
 
 
 def _snapshot(session: ConferenceSession) -> SessionSnapshot:
@@ -186,6 +192,7 @@ class Signaling:
             queue_limit=settings.ws_queue_messages,
             rate=TokenBucket(rate=settings.ws_rate_per_s, burst=settings.ws_rate_burst),
         )
+        conn.on_overflow = self.metrics.overflows.inc
         self.by_address[address] += 1
         self.connections.add(conn)
         conn.start()
@@ -249,11 +256,19 @@ class Signaling:
             return None
         conn.rejected_in_a_row = 0
         try:
-            return json.loads(text)
-        except ValueError:
+            value = json.loads(text)
+            if "\\u" in text:
+                # Escaped lone surrogates parse, but nothing holding them can be sent back as
+                # UTF-8 (an error echoing the id would fail): refuse them, as I-JSON does.
+                json.dumps(value, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             self.metrics.messages_in.labels("invalid").inc()
             self._error(conn, None, ErrorCode.MALFORMED_MESSAGE, "not valid JSON")
             return None
+        if value is None:  # the message `null`: None here means "answered already"
+            self.metrics.messages_in.labels("invalid").inc()
+            self._error(conn, None, ErrorCode.MALFORMED_MESSAGE, "a message is a JSON object")
+        return value
 
     def _parse(self, conn: Connection, raw: Any) -> ClientMessage | None:
         request_id = raw.get("id") if isinstance(raw, dict) else None
@@ -264,7 +279,7 @@ class Signaling:
             self._error(conn, None, ErrorCode.MALFORMED_MESSAGE, "a message is a JSON object")
             return None
         kind = raw.get("type")
-        if kind not in CLIENT_TYPES:
+        if not isinstance(kind, str) or kind not in CLIENT_TYPES:
             self.metrics.messages_in.labels("invalid").inc()
             self._error(
                 conn,
@@ -342,7 +357,7 @@ class Signaling:
             try:
                 return await self._join(conn, message)
             except Refused as refused:
-                self._error(conn, message.id, refused.code, refused.message)
+                self._error(conn, message.id, refused.code, refused.message, refused.details)
                 if refused.close is not None:
                     conn.close(refused.close)
                     return None
@@ -352,6 +367,7 @@ class Signaling:
             raise Refused(
                 ErrorCode.UNSUPPORTED_PROTOCOL,
                 f"this server speaks protocol {PROTOCOL_VERSION}",
+                details={"supported": [PROTOCOL_VERSION]},
             )
         conn.client_label = _client_label(hello)
         if isinstance(hello.auth, StaffAuth):
@@ -408,6 +424,7 @@ class Signaling:
         )
         conn.send(welcome.model_dump_json())
         self.metrics.messages_out.labels("welcome").inc()
+        # The replay is bounded by resume_max_events, not by the queue it may be longer than.
         for logged in replay:
             conn.send(
                 Event(
@@ -416,7 +433,8 @@ class Signaling:
                     actor=logged.actor,
                     at=logged.at,
                     payload=logged.payload,
-                ).model_dump_json()
+                ).model_dump_json(),
+                exempt=True,
             )
         if live is not None:
             room.join_point(live, conn)
@@ -458,7 +476,7 @@ class Signaling:
                 raise Refused(
                     ErrorCode.FORBIDDEN,
                     f"a {account.role.value} account cannot act as {role}",
-                    CloseCode.NOT_ADMITTED,
+                    CloseCode.ROLE_NOT_ALLOWED,
                 )
             if self.by_account[account.id] >= self.settings.ws_max_per_account:
                 raise Refused(
@@ -490,6 +508,7 @@ class Signaling:
                     ErrorCode.NOT_ADMITTED,
                     f"the session is {who.session_status}; points may join when it is open",
                     CloseCode.NOT_ADMITTED,
+                    details={"session_status": who.session_status},
                 )
             session = await db.get(ConferenceSession, who.session_id)
             if session is None:
@@ -517,7 +536,12 @@ class Signaling:
 
     async def _serve(self, conn: Connection, room: SessionRoom) -> None:
         while not conn.closing:
-            raw = await self._receive(conn, None)
+            # Bounded, so a connection closed while waiting (e.g. cut for overflow, its writer
+            # stuck on a full socket because the peer stopped reading) leaves the room anyway.
+            try:
+                raw = await self._receive(conn, self.settings.heartbeat_interval_s)
+            except TimeoutError:
+                continue
             if raw is None:
                 continue
             message = self._parse(conn, raw)

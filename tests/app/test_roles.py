@@ -81,6 +81,8 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", "/docs/oauth2-redirect"): Call(PUBLIC, "/docs/oauth2-redirect", 200),
         ("GET", "/redoc"): Call(PUBLIC, "/redoc", 200),
         ("GET", "/healthz"): Call(PUBLIC, "/healthz", 200),
+        ("GET", "/metrics"): Call(PUBLIC, "/metrics", 200),
+        ("GET", f"{API}/ws/schema.json"): Call(PUBLIC, f"{API}/ws/schema.json", 200),
         ("GET", "/"): Call(PUBLIC, "/", 307),
         ("POST", f"{API}/auth/login"): Call(
             PUBLIC,
@@ -220,6 +222,10 @@ def test_every_route_has_a_policy(settings: Settings) -> None:
     world = World(session_id=1, other_session_id=2, target_account_id=1, credential="x")
     app = create_app(settings)
     served = app_routes(app)
+    # The live endpoint authenticates in its first message: tests/integration checks its roles.
+    websockets = {route for route in served if route[0] == "WEBSOCKET"}
+    assert websockets == {("WEBSOCKET", f"{API}/ws")}
+    served -= websockets
     table = route_table(world)
     assert served - table.keys() == set(), "routes with no role policy in test_roles.py"
     assert table.keys() - served == set(), "policies for routes the app does not serve"

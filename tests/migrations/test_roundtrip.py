@@ -25,7 +25,14 @@ from models.engine import create_engine
 from tests.conftest import PG_URL, _asyncpg_dsn, unavailable
 
 T = TypeVar("T")
-APP_TABLES = {"accounts", "points", "conference_sessions", "invitations", "session_events"}
+APP_TABLES = {
+    "accounts",
+    "points",
+    "conference_sessions",
+    "invitations",
+    "session_events",
+    "presence_intervals",
+}
 # A few names written out by hand, so that a change of convention is noticed here.
 KNOWN_NAMES = {
     "accounts": {"pk_accounts", "uq_accounts_username", "ck_accounts_role"},
@@ -54,6 +61,12 @@ KNOWN_NAMES = {
         "pk_session_events",
         "fk_session_events_session_id_conference_sessions",
         "uq_session_events_session_id_seq",
+    },
+    "presence_intervals": {
+        "pk_presence_intervals",
+        "fk_presence_intervals_session_id_conference_sessions",
+        "fk_presence_intervals_point_id_points",
+        "ix_presence_intervals_session_id",
     },
 }
 PREFIXES = ("pk_", "uq_", "fk_", "ix_", "ck_")

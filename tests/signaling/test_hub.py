@@ -1,0 +1,89 @@
+"""The in-process hub tails the durable log: woken after a commit, or by its poll."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.events.service import TOUCHED_SESSIONS, append_event
+from app.sessions import service
+from app.sessions.schemas import SessionCreate
+from signaling.hub import LoggedEvent, LogTailHub
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+async def new_session(db_factory: Factory) -> int:
+    async with db_factory() as db:
+        session = await service.create_session(
+            db, SessionCreate(title="Đối thoại"), actor="test", account_id=None
+        )
+        await db.commit()
+        return session.id
+
+
+async def append(db_factory: Factory, session_id: int, n: int) -> set[int]:
+    async with db_factory() as db:
+        for i in range(n):
+            await append_event(db, session_id, "session.updated", "test", {"i": i})
+        touched = set(db.info.get(TOUCHED_SESSIONS, set()))
+        await db.commit()
+    return touched
+
+
+async def wait_for(received: list[LoggedEvent], count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(received) < count:
+            await asyncio.sleep(0.01)
+
+
+async def test_notify_delivers_committed_events_in_order(db_factory: Factory) -> None:
+    session_id = await new_session(db_factory)  # seq 1: session.created
+    hub = LogTailHub(db_factory, poll_interval_s=30)
+    received: list[LoggedEvent] = []
+
+    def deliver(batch: Sequence[LoggedEvent]) -> None:
+        received.extend(batch)
+
+    hub.watch(session_id, 1, deliver)
+    try:
+        touched = await append(db_factory, session_id, 3)
+        assert touched == {session_id}
+        hub.notify(touched)
+        await wait_for(received, 3)
+        assert [e.seq for e in received] == [2, 3, 4]
+        assert [e.payload for e in received] == [{"i": 0}, {"i": 1}, {"i": 2}]
+        assert all(e.type == "session.updated" and e.actor == "test" for e in received)
+    finally:
+        await hub.close()
+
+
+async def test_the_poll_finds_events_committed_elsewhere(db_factory: Factory) -> None:
+    session_id = await new_session(db_factory)
+    other = await new_session(db_factory)
+    hub = LogTailHub(db_factory, poll_interval_s=0.05)
+    received: list[LoggedEvent] = []
+    hub.watch(session_id, 0, received.extend)
+    try:
+        await append(db_factory, other, 2)  # another session's events never arrive here
+        await append(db_factory, session_id, 1)  # no notify: as if the CLI wrote it
+        await wait_for(received, 2)
+        await asyncio.sleep(0.2)
+        assert [e.seq for e in received] == [1, 2]
+    finally:
+        await hub.close()
+
+
+async def test_a_cancelled_watch_delivers_nothing_more(db_factory: Factory) -> None:
+    session_id = await new_session(db_factory)
+    hub = LogTailHub(db_factory, poll_interval_s=0.05)
+    received: list[LoggedEvent] = []
+    watch = hub.watch(session_id, 1, received.extend)
+    watch.cancel()
+    await append(db_factory, session_id, 2)
+    hub.notify([session_id])
+    await asyncio.sleep(0.3)
+    assert received == []
+    await hub.close()
