@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http_errors import error_response
 from app.logging_setup import request_id_var
+from signaling.connection import TRANSPORT_SEND
 
 logger = logging.getLogger("diemcau.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
@@ -36,6 +37,15 @@ class RequestContext:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        if scope["type"] == "websocket":
+            # The server's own send, for the live side's broadcasts (signaling.connection);
+            # WebSocket messages need no headers from here.
+            scope[TRANSPORT_SEND] = send
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                request_id_var.reset(token)
+            return
         started = time.perf_counter()
         status = 0
 

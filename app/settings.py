@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         description="How often the log is read for events written elsewhere.",
     )
     metrics_enabled: bool = True
+    gc_freeze: bool = Field(
+        default=True,
+        description="Keep long-lived connections out of full garbage collections (gc.freeze).",
+    )
+    gc_refresh_interval_s: float = Field(
+        default=600.0, ge=10, description="How often a full collection reclaims closed connections."
+    )
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
 

@@ -11,8 +11,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -42,6 +43,38 @@ class TokenBucket:
         return False
 
 
+Transport = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+# Where the edge puts the server's own ASGI send in a WebSocket's scope (app.middleware).
+TRANSPORT_SEND = "diemcau.transport_send"
+
+
+class _Yield:
+    """Hands the future a started coroutine waits on back to the event loop."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self.value)
+
+
+async def _carry_on(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Finish a send that suspended when it was stepped eagerly (the socket's buffer was full)."""
+    while True:
+        try:
+            result = await _Yield(yielded)
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(result)
+            except StopIteration:
+                return
+
+
 class Connection:
     def __init__(
         self,
@@ -51,8 +84,13 @@ class Connection:
         address: str,
         queue_limit: int,
         rate: TokenBucket,
+        transport: Transport | None = None,
     ) -> None:
         self.websocket = websocket
+        # The server's own ASGI send, under every middleware: a broadcast to thousands of
+        # connections pays for each layer on every message otherwise.
+        self._transport = transport
+        self._inflight: asyncio.Future[None] | None = None
         self.id = connection_id
         self.address = address
         self.rate = rate
@@ -99,6 +137,9 @@ class Connection:
         neither counts against the limit nor overflows it."""
         if self.close_code is not None:
             return False
+        if self._transport is not None and not self._items and self._inflight is None:
+            self._send_now(text)
+            return True
         if not exempt and len(self._items) - self._exempt >= self.queue_limit:
             self.close(CloseCode.OVERFLOW, urgent=True)
             if self.on_overflow is not None:
@@ -108,6 +149,32 @@ class Connection:
         self._exempt += exempt
         self._wake.set()
         return True
+
+    def _send_now(self, text: str) -> None:
+        """Send without a task switch when the socket takes it at once, which is nearly always;
+        a send that has to wait for the socket's buffer is finished by a task, and later
+        messages queue behind it."""
+        assert self._transport is not None
+        coro = self._transport({"type": "websocket.send", "text": text})
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            self.sent += 1
+            return
+        except Exception as exc:
+            logger.debug("eager send on %s failed: %r", self.id, exc)
+            self.close(CloseCode.GOING_AWAY, urgent=True)
+            return
+        self._inflight = asyncio.ensure_future(_carry_on(coro, yielded))
+        self._inflight.add_done_callback(self._inflight_done)
+
+    def _inflight_done(self, future: asyncio.Future[None]) -> None:
+        self._inflight = None
+        if future.cancelled() or future.exception() is not None:
+            self.close(CloseCode.GOING_AWAY, urgent=True)
+            return
+        self.sent += 1
+        self._wake.set()
 
     def close(self, code: CloseCode, *, urgent: bool = False) -> None:
         """Close after what is queued (or at once when urgent); idempotent."""
@@ -123,10 +190,19 @@ class Connection:
         ws = self.websocket
         try:
             while True:
-                while self._items:
+                while self._items or self._inflight is not None:
+                    if self._inflight is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(self._inflight)
+                        if self.close_code is not None and not self._items:
+                            break
+                        continue
                     text, exempt = self._items.popleft()
                     self._exempt -= exempt
-                    await ws.send_text(text)
+                    if self._transport is not None:
+                        await self._transport({"type": "websocket.send", "text": text})
+                    else:
+                        await ws.send_text(text)
                     self.sent += 1
                 if self.close_code is not None:
                     break

@@ -27,7 +27,8 @@ from bridges.invitations.service import resolve_credential
 from models import Account, ConferenceSession, Role
 from signaling.audience import Audience, audience_of
 from signaling.codes import CloseCode, ErrorCode
-from signaling.connection import Connection, TokenBucket
+from signaling.connection import TRANSPORT_SEND, Connection, TokenBucket
+from signaling.gc_policy import GcPolicy
 from signaling.hub import EventHub, LoggedEvent, read_events
 from signaling.intervals import IntervalWriter, close_dangling
 from signaling.metrics import SignalingMetrics
@@ -121,6 +122,11 @@ class Signaling:
         self.hub = hub
         self.metrics = SignalingMetrics()
         self.intervals = IntervalWriter(sessions)
+        self.gc: GcPolicy | None = (
+            GcPolicy(settle_s=1.0, refresh_every_s=settings.gc_refresh_interval_s)
+            if settings.gc_freeze
+            else None
+        )
         self.rooms: dict[int, SessionRoom] = {}
         self._room_locks: dict[int, asyncio.Lock] = {}
         self.by_address: Counter[str] = Counter()
@@ -134,6 +140,8 @@ class Signaling:
         if closed:
             logger.info("closed %d presence intervals left open by the previous run", closed)
         self.intervals.start()
+        if self.gc is not None:
+            self.gc.start()
         if self.settings.metrics_enabled:
             self.metrics.start()
 
@@ -146,6 +154,8 @@ class Signaling:
         await self.hub.close()
         await self.intervals.close()
         await self.metrics.close()
+        if self.gc is not None:
+            await self.gc.close()
 
     def notify_committed(self, session_ids: Iterable[int]) -> None:
         self.hub.notify(session_ids)
@@ -191,6 +201,7 @@ class Signaling:
             address=address,
             queue_limit=settings.ws_queue_messages,
             rate=TokenBucket(rate=settings.ws_rate_per_s, burst=settings.ws_rate_burst),
+            transport=ws.scope.get(TRANSPORT_SEND),
         )
         conn.on_overflow = self.metrics.overflows.inc
         self.by_address[address] += 1
@@ -444,6 +455,8 @@ class Signaling:
                 conn.send(room.wall_snapshot().model_dump_json())
                 self.metrics.messages_out.labels("wall.snapshot").inc()
         conn.next_ping_at = time.monotonic() + settings.heartbeat_interval_s
+        if self.gc is not None:
+            self.gc.joined()
         return room
 
     async def _join_staff(

@@ -129,6 +129,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "public_url": "http://diemcau.test",
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
+        # One full collection per app start would add up over hundreds of tests; GcPolicy has
+        # its own tests.
+        "gc_freeze": False,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
