@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import StaffPrincipal
 from app.auth.tokens import decode_access_token
 from app.errors import Forbidden, Unauthenticated
-from app.events.service import TOUCHED_SESSIONS
+from app.events.service import PENDING_EVENTS
 from app.state import ServiceState
 from models import Account, Role
 
@@ -37,9 +37,9 @@ async def get_db(state: State) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await db.rollback()
             raise
-        touched = db.info.pop(TOUCHED_SESSIONS, None)
-        if touched:
-            state.signaling.notify_committed(touched)
+        committed = db.info.pop(PENDING_EVENTS, None)
+        if committed:
+            state.signaling.publish_committed(committed)
 
 
 Db = Annotated[AsyncSession, Depends(get_db, scope="function")]

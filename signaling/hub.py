@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +44,7 @@ def to_logged(row: SessionEvent) -> LoggedEvent:
     )
 
 
-Deliver = Callable[[Sequence[LoggedEvent]], None]
+Deliver = Callable[[Sequence[LoggedEvent]], Awaitable[None]]
 
 
 class Watch(Protocol):
@@ -54,7 +54,13 @@ class Watch(Protocol):
 class EventHub(Protocol):
     def watch(self, session_id: int, after_seq: int, deliver: Deliver) -> Watch: ...
 
-    def notify(self, session_ids: Iterable[int]) -> None: ...
+    def publish(self, session_id: int, events: Sequence[LoggedEvent]) -> None:
+        """Events this process has just committed: delivered without reading them back."""
+        ...
+
+    def notify(self, session_ids: Iterable[int]) -> None:
+        """Something was committed for these sessions: read the log now."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -84,6 +90,7 @@ class _Tail:
         self.session_id = session_id
         self.last_seq = after_seq
         self.deliver = deliver
+        self.pending: list[LoggedEvent] = []
         self.wake = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"hub-tail-{session_id}")
 
@@ -98,6 +105,17 @@ class _Tail:
                 await asyncio.wait_for(self.wake.wait(), poll)
             self.wake.clear()
             try:
+                pending, self.pending = self.pending, []
+                pending.sort(key=lambda e: e.seq)
+                fresh = [e for e in pending if e.seq > self.last_seq]
+                contiguous = all(
+                    event.seq == self.last_seq + 1 + index for index, event in enumerate(fresh)
+                )
+                if fresh and contiguous:
+                    # Committed here a moment ago and nothing missing before them: no read back.
+                    self.last_seq = fresh[-1].seq
+                    await self.deliver(fresh)
+                    continue
                 while True:
                     batch = await read_events(
                         self.hub.sessions, self.session_id, self.last_seq, _BATCH
@@ -108,7 +126,7 @@ class _Tail:
                     # Slices with a loop turn between them, so that connection writers drain a
                     # burst of events as it is delivered instead of seeing all of it queued.
                     for start in range(0, len(batch), _SLICE):
-                        self.deliver(batch[start : start + _SLICE])
+                        await self.deliver(batch[start : start + _SLICE])
                         await asyncio.sleep(0)
                     if len(batch) < _BATCH:
                         break
@@ -133,6 +151,11 @@ class LogTailHub:
         tail = _Tail(self, session_id, after_seq, deliver)
         self._tails.setdefault(session_id, set()).add(tail)
         return tail
+
+    def publish(self, session_id: int, events: Sequence[LoggedEvent]) -> None:
+        for tail in self._tails.get(session_id, ()):
+            tail.pending.extend(events)
+            tail.wake.set()
 
     def notify(self, session_ids: Iterable[int]) -> None:
         for session_id in session_ids:

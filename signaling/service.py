@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,12 +24,12 @@ from app.auth.tokens import decode_access_token
 from app.errors import DiemcauError, Unauthenticated
 from app.settings import Settings
 from bridges.invitations.service import resolve_credential
-from models import Account, ConferenceSession, Role
+from models import Account, ConferenceSession, Role, SessionEvent
 from signaling.audience import Audience, audience_of
 from signaling.codes import CloseCode, ErrorCode
 from signaling.connection import TRANSPORT_SEND, Connection, TokenBucket
 from signaling.gc_policy import GcPolicy
-from signaling.hub import EventHub, LoggedEvent, read_events
+from signaling.hub import EventHub, LoggedEvent, read_events, to_logged
 from signaling.intervals import IntervalWriter, close_dangling
 from signaling.metrics import SignalingMetrics
 from signaling.protocol import (
@@ -157,8 +157,13 @@ class Signaling:
         if self.gc is not None:
             await self.gc.close()
 
-    def notify_committed(self, session_ids: Iterable[int]) -> None:
-        self.hub.notify(session_ids)
+    def publish_committed(self, events: Sequence[SessionEvent]) -> None:
+        """Events of a transaction that just committed in this process, straight to the rooms."""
+        by_session: dict[int, list[LoggedEvent]] = {}
+        for row in events:
+            by_session.setdefault(row.session_id, []).append(to_logged(row))
+        for session_id, logged in by_session.items():
+            self.hub.publish(session_id, logged)
 
     async def room(self, session_id: int) -> SessionRoom:
         room = self.rooms.get(session_id)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import NotFound
 from models import ConferenceSession, SessionEvent
 
-TOUCHED_SESSIONS = "diemcau.touched_sessions"
+PENDING_EVENTS = "diemcau.pending_events"
 
 
 async def append_event(
@@ -31,11 +31,11 @@ async def append_event(
     seq = result.scalar_one_or_none()
     if seq is None:
         raise NotFound("session not found", details={"session_id": session_id})
-    # Read after commit by the request scope, which wakes the live side to forward the event.
-    db.info.setdefault(TOUCHED_SESSIONS, set()).add(session_id)
     event = SessionEvent(session_id=session_id, seq=seq, type=type_, actor=actor, payload=payload)
     db.add(event)
     await db.flush()
+    # Taken after commit by the request scope, which hands the events to the live side.
+    db.info.setdefault(PENDING_EVENTS, []).append(event)
     return event
 
 

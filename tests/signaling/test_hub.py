@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.events.service import TOUCHED_SESSIONS, append_event
+from app.events.service import PENDING_EVENTS, append_event
 from app.sessions import service
 from app.sessions.schemas import SessionCreate
-from signaling.hub import LoggedEvent, LogTailHub
+from signaling.hub import LoggedEvent, LogTailHub, to_logged
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -24,13 +24,20 @@ async def new_session(db_factory: Factory) -> int:
         return session.id
 
 
-async def append(db_factory: Factory, session_id: int, n: int) -> set[int]:
+async def append(db_factory: Factory, session_id: int, n: int) -> list[LoggedEvent]:
     async with db_factory() as db:
         for i in range(n):
             await append_event(db, session_id, "session.updated", "test", {"i": i})
-        touched = set(db.info.get(TOUCHED_SESSIONS, set()))
+        pending = list(db.info.get(PENDING_EVENTS, []))
         await db.commit()
-    return touched
+    return [to_logged(row) for row in pending]
+
+
+def collector(received: list[LoggedEvent]) -> Callable[[Sequence[LoggedEvent]], Awaitable[None]]:
+    async def deliver(batch: Sequence[LoggedEvent]) -> None:
+        received.extend(batch)
+
+    return deliver
 
 
 async def wait_for(received: list[LoggedEvent], count: int) -> None:
@@ -44,14 +51,13 @@ async def test_notify_delivers_committed_events_in_order(db_factory: Factory) ->
     hub = LogTailHub(db_factory, poll_interval_s=30)
     received: list[LoggedEvent] = []
 
-    def deliver(batch: Sequence[LoggedEvent]) -> None:
+    async def deliver(batch: Sequence[LoggedEvent]) -> None:
         received.extend(batch)
 
     hub.watch(session_id, 1, deliver)
     try:
-        touched = await append(db_factory, session_id, 3)
-        assert touched == {session_id}
-        hub.notify(touched)
+        await append(db_factory, session_id, 3)
+        hub.notify([session_id])
         await wait_for(received, 3)
         assert [e.seq for e in received] == [2, 3, 4]
         assert [e.payload for e in received] == [{"i": 0}, {"i": 1}, {"i": 2}]
@@ -65,7 +71,7 @@ async def test_the_poll_finds_events_committed_elsewhere(db_factory: Factory) ->
     other = await new_session(db_factory)
     hub = LogTailHub(db_factory, poll_interval_s=0.05)
     received: list[LoggedEvent] = []
-    hub.watch(session_id, 0, received.extend)
+    hub.watch(session_id, 0, collector(received))
     try:
         await append(db_factory, other, 2)  # another session's events never arrive here
         await append(db_factory, session_id, 1)  # no notify: as if the CLI wrote it
@@ -80,10 +86,43 @@ async def test_a_cancelled_watch_delivers_nothing_more(db_factory: Factory) -> N
     session_id = await new_session(db_factory)
     hub = LogTailHub(db_factory, poll_interval_s=0.05)
     received: list[LoggedEvent] = []
-    watch = hub.watch(session_id, 1, received.extend)
+    watch = hub.watch(session_id, 1, collector(received))
     watch.cancel()
     await append(db_factory, session_id, 2)
     hub.notify([session_id])
     await asyncio.sleep(0.3)
     assert received == []
     await hub.close()
+
+
+async def test_published_events_are_delivered_without_reading_them_back(
+    db_factory: Factory,
+) -> None:
+    session_id = await new_session(db_factory)
+    hub = LogTailHub(db_factory, poll_interval_s=30)
+    received: list[LoggedEvent] = []
+    hub.watch(session_id, 1, collector(received))
+    try:
+        committed = await append(db_factory, session_id, 2)
+        # seq 4 is in no log: it can only arrive from what was published.
+        invented = LoggedEvent(seq=4, type="session.updated", actor="x", at="-", payload={})
+        hub.publish(session_id, [*committed, invented])
+        await wait_for(received, 3)
+        assert received == [*committed, invented]
+    finally:
+        await hub.close()
+
+
+async def test_a_gap_in_published_events_is_filled_from_the_log(db_factory: Factory) -> None:
+    session_id = await new_session(db_factory)
+    hub = LogTailHub(db_factory, poll_interval_s=30)
+    received: list[LoggedEvent] = []
+    hub.watch(session_id, 1, collector(received))
+    try:
+        committed = await append(db_factory, session_id, 3)
+        hub.publish(session_id, committed[2:])  # seq 4 alone: 2 and 3 must come from the log
+        await wait_for(received, 3)
+        assert [e.seq for e in received] == [2, 3, 4]
+        assert [e.payload for e in received] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    finally:
+        await hub.close()
