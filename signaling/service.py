@@ -123,7 +123,7 @@ class Signaling:
         self.metrics = SignalingMetrics()
         self.intervals = IntervalWriter(sessions)
         self.gc: GcPolicy | None = (
-            GcPolicy(settle_s=1.0, refresh_every_s=settings.gc_refresh_interval_s)
+            GcPolicy(settle_s=0.5, refresh_every_s=settings.gc_refresh_interval_s)
             if settings.gc_freeze
             else None
         )

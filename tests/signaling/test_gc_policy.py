@@ -8,7 +8,7 @@ import gc
 from signaling.gc_policy import GcPolicy
 
 
-async def test_freezes_after_joins_settle_and_refreshes() -> None:
+async def test_freezes_shortly_after_joins_and_refreshes() -> None:
     policy = GcPolicy(settle_s=0.05, refresh_every_s=0.3)
     policy.start()
     try:
