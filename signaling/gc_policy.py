@@ -2,7 +2,7 @@
 
 Each connection keeps ~180 objects the collector tracks; with 3,321 of them a full collection walks
 ~800,000 objects, takes ~0.5 s on this hardware, frees almost nothing and stalls every broadcast
-(measured: docs/benchmarks.md). Half a second after joins, what is alive is moved out of the
+(measured: docs/benchmarks.md). Half a second after connections arrive, what is alive is moved out of the
 collector's sight (`gc.freeze`, cheap: it moves lists); now and then everything is looked at once
 more, so that the cycles of closed connections are reclaimed, at a time chosen here rather than in
 the middle of a fan-out.
@@ -23,7 +23,7 @@ class GcPolicy:
     def __init__(self, *, settle_s: float, refresh_every_s: float) -> None:
         self._settle_s = settle_s
         self._refresh_every_s = refresh_every_s
-        self._joined = asyncio.Event()
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.freezes = 0
 
@@ -32,20 +32,20 @@ class GcPolicy:
         gc.freeze()
         self._task = asyncio.create_task(self._run(), name="gc-policy")
 
-    def joined(self) -> None:
-        """A connection joined: freeze what is alive shortly (at most once per settle time)."""
-        self._joined.set()
+    def arrived(self) -> None:
+        """A connection arrived: freeze what is alive shortly (at most once per settle time)."""
+        self._arrived.set()
 
     async def _run(self) -> None:
         last_refresh = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._joined.wait(), self._refresh_every_s)
-            if self._joined.is_set():
+                await asyncio.wait_for(self._arrived.wait(), self._refresh_every_s)
+            if self._arrived.is_set():
                 # Not waiting for joins to stop: in a join storm that lasts a minute, full
                 # collections would walk the growing heap many times meanwhile.
                 await asyncio.sleep(self._settle_s)
-                self._joined.clear()
+                self._arrived.clear()
             if time.monotonic() - last_refresh >= self._refresh_every_s:
                 started = time.perf_counter()
                 gc.unfreeze()

@@ -12,8 +12,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,6 +42,7 @@ from signaling.protocol import (
     AreaCounts,
     Event,
     ServerPing,
+    SessionSnapshot,
     WallDelta,
     WallPoint,
     WallSnapshot,
@@ -53,6 +55,18 @@ WALL_ROLES = frozenset({"operator", "moderator", "observer"})
 FANOUT_SLICE = 400
 
 
+def session_snapshot(session: ConferenceSession) -> SessionSnapshot:
+    return SessionSnapshot(
+        id=session.id,
+        title=session.title,
+        hall_name=session.hall_name,
+        status=session.status.value,
+        scheduled_start=session.scheduled_start.isoformat() if session.scheduled_start else None,
+        scheduled_end=session.scheduled_end.isoformat() if session.scheduled_end else None,
+        settings=session.settings,
+    )
+
+
 @dataclass
 class LivePoint:
     point_id: int
@@ -61,6 +75,9 @@ class LivePoint:
     area_code: str | None
     area_name: str | None
     presence: Presence
+    district_name: str | None = None
+    province_name: str | None = None
+    credential_hash: str | None = None
     connection: Connection | None = None
     last_seen: float | None = None
     client: str | None = None
@@ -119,6 +136,11 @@ class SessionRoom:
         self.intervals = intervals
         self.points: dict[int, LivePoint] = {}
         self.by_code: dict[str, LivePoint] = {}
+        # Join credentials (their hashes) of this session's points: a point's hello is answered
+        # from memory; the events that change a credential keep this current.
+        self.by_hash: dict[str, LivePoint] = {}
+        self.snapshot: SessionSnapshot | None = None
+        self.snapshot_seq = 0
         self.staff: set[Connection] = set()
         self.point_connections: set[Connection] = set()
         self.counts: Counter[str] = Counter()
@@ -140,6 +162,7 @@ class SessionRoom:
                 raise LookupError(self.session_id)
             self.delivered_seq = session.last_seq
             self.status = session.status.value
+            self._take_snapshot(session)
             await self._load_points(db, None)
         # Staff get the whole wall in their snapshot; deltas start from here.
         self._dirty_points.clear()
@@ -150,17 +173,52 @@ class SessionRoom:
             asyncio.create_task(self._wall_flusher(), name=f"room-wall-{self.session_id}"),
         ]
 
+    def _take_snapshot(self, session: ConferenceSession) -> None:
+        """The session as a joining client sees it, and the seq it is current to (events after
+        it are replayed to the joiner, so a snapshot a moment old is still exact)."""
+        self.snapshot = session_snapshot(session)
+        self.snapshot_seq = session.last_seq
+
+    def _advance_snapshot(self, logged: LoggedEvent) -> None:
+        """Apply an event to the snapshot, so that it stays exact without a read (events come
+        in seq order, every one of them)."""
+        if self.snapshot is None or logged.seq <= self.snapshot_seq:
+            return
+        self.snapshot_seq = logged.seq
+        payload = logged.payload
+        update: dict[str, Any] = {}
+        if logged.type == "session.status_changed" and "to" in payload:
+            update["status"] = str(payload["to"])
+        elif logged.type == "session.updated":
+            changes = payload.get("changes", {})
+            for key in ("title", "hall_name", "scheduled_start", "scheduled_end"):
+                if key in changes:
+                    update[key] = changes[key]
+            if isinstance(changes.get("settings"), dict):
+                update["settings"] = {**self.snapshot.settings, **changes["settings"]}
+        if update:
+            self.snapshot = self.snapshot.model_copy(update=update)
+
+    def _set_hash(self, live: LivePoint, credential_hash: str | None) -> None:
+        if live.credential_hash is not None:
+            self.by_hash.pop(live.credential_hash, None)
+        live.credential_hash = credential_hash
+        if credential_hash is not None:
+            self.by_hash[credential_hash] = live
+
     async def _load_points(self, db: AsyncSession, codes: Sequence[str] | None) -> None:
         statement = (
-            select(Point)
+            select(Point, Invitation.credential_hash)
             .join(Invitation, Invitation.point_id == Point.id)
             .where(Invitation.session_id == self.session_id, Invitation.revoked.is_(False))
         )
         if codes is not None:
             statement = statement.where(Point.code.in_(codes))
         now = time.time()
-        for point in await db.scalars(statement):
-            if point.id in self.points:
+        for point, credential_hash in await db.execute(statement):
+            known = self.points.get(point.id)
+            if known is not None:
+                self._set_hash(known, credential_hash)
                 continue
             area_code = point.district_code or point.province_code
             area_name = point.district_name if point.district_code else point.province_name
@@ -171,9 +229,12 @@ class SessionRoom:
                 area_code=area_code,
                 area_name=area_name,
                 presence=Presence.invited(now),
+                district_name=point.district_name,
+                province_name=point.province_name,
             )
             self.points[point.id] = live
             self.by_code[point.code] = live
+            self._set_hash(live, credential_hash)
             self._count(live, None, live.presence.state.value)
 
     async def _reload_codes(self, codes: list[str]) -> None:
@@ -281,15 +342,22 @@ class SessionRoom:
     def _react(self, logged: LoggedEvent) -> None:
         """What the live side does about an event beyond forwarding it."""
         payload = logged.payload
+        self._advance_snapshot(logged)
+        if logged.type in ("credentials.issued", "credential.rotated", "invitation.revoked"):
+            codes = [str(c) for c in payload.get("point_codes", [payload.get("point_code")])]
+            for code in codes:
+                live = self.by_code.get(code)
+                if live is not None:
+                    self._set_hash(live, None)
+            if logged.type != "invitation.revoked":
+                self._spawn(self._reload_codes(codes))
         if logged.type == "session.status_changed":
             self.status = str(payload.get("to", self.status))
             if self.status in ("ended", "cancelled"):
                 for conn in list(self.point_connections):
                     conn.close(CloseCode.SESSION_GONE)
         elif logged.type == "invitations.added":
-            codes = [str(c) for c in payload.get("point_codes", [])]
-            task = asyncio.create_task(self._reload_codes(codes), name="room-reload")
-            self._tasks.append(task)
+            self._spawn(self._reload_codes([str(c) for c in payload.get("point_codes", [])]))
         elif logged.type in ("invitation.revoked", "credential.rotated"):
             live = self.by_code.get(str(payload.get("point_code")))
             if live is not None and live.connection is not None:
@@ -302,12 +370,24 @@ class SessionRoom:
                 if live is not None and live.connection is not None:
                     live.connection.close(CloseCode.REVOKED)
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"room-{self.session_id}")
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("room %s task failed", self.session_id, exc_info=task.exception())
+
     def _remove(self, live: LivePoint) -> None:
         if live.presence.state not in (PresenceState.OFFLINE, PresenceState.INVITED):
             self._apply(live, PresenceInput.LEAVE)
         self._count(live, live.presence.state.value, None)
         self.points.pop(live.point_id, None)
         self.by_code.pop(live.code, None)
+        self._set_hash(live, None)
         if live.grace is not None:
             live.grace.cancel()
 

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.auth.tokens import decode_access_token
 from app.errors import DiemcauError, Unauthenticated
 from app.settings import Settings
+from bridges.invitations.credentials import hash_credential
 from bridges.invitations.service import resolve_credential
 from models import Account, ConferenceSession, Role, SessionEvent
 from signaling.audience import Audience, audience_of
@@ -56,10 +57,11 @@ from signaling.protocol import (
     WallGet,
     Welcome,
 )
-from signaling.room import WALL_ROLES, LivePoint, SessionRoom
+from signaling.room import WALL_ROLES, LivePoint, SessionRoom, session_snapshot
 
 logger = logging.getLogger("diemcau.ws")
 
+ADMITTING = frozenset({"open", "live"})
 STAFF_ROLES: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("operator", "moderator", "hall", "observer"),
     Role.OPERATOR: ("operator", "moderator", "hall", "observer"),
@@ -84,18 +86,6 @@ class Refused(Exception):
         self.message = message
         self.close = close
         self.details = details or {}
-
-
-def _snapshot(session: ConferenceSession) -> SessionSnapshot:
-    return SessionSnapshot(
-        id=session.id,
-        title=session.title,
-        hall_name=session.hall_name,
-        status=session.status.value,
-        scheduled_start=session.scheduled_start.isoformat() if session.scheduled_start else None,
-        scheduled_end=session.scheduled_end.isoformat() if session.scheduled_end else None,
-        settings=session.settings,
-    )
 
 
 def _client_label(hello: Hello) -> str | None:
@@ -211,6 +201,8 @@ class Signaling:
         conn.on_overflow = self.metrics.overflows.inc
         self.by_address[address] += 1
         self.connections.add(conn)
+        if self.gc is not None:
+            self.gc.arrived()
         conn.start()
         room: SessionRoom | None = None
         try:
@@ -387,10 +379,10 @@ class Signaling:
             )
         conn.client_label = _client_label(hello)
         if isinstance(hello.auth, StaffAuth):
-            room, session, identity = await self._join_staff(conn, hello.auth)
+            room, snapshot, snapshot_seq, identity = await self._join_staff(conn, hello.auth)
             live = None
         else:
-            room, session, identity, live = await self._join_point(conn, hello.auth)
+            room, snapshot, snapshot_seq, identity, live = await self._join_point(conn, hello.auth)
         was_present = live is not None and live.presence.state.value in ("online", "degraded")
         if live is not None:
             room.connect_point(live, conn)
@@ -400,7 +392,7 @@ class Signaling:
             and room.delivered_seq - hello.last_seq <= self.settings.resume_max_events
             and (live is None or was_present)
         )
-        cursor = hello.last_seq if resumable and hello.last_seq is not None else session.last_seq
+        cursor = hello.last_seq if resumable and hello.last_seq is not None else snapshot_seq
         replay: list[LoggedEvent] = []
         for_points_only = live is not None
         while cursor < room.delivered_seq:
@@ -423,7 +415,7 @@ class Signaling:
             connection_id=conn.id,
             role=conn.role,
             identity=identity,
-            session=_snapshot(session),
+            session=snapshot,
             seq=cursor,
             resumed=bool(resumable),
             replayed=len(replay),
@@ -460,13 +452,11 @@ class Signaling:
                 conn.send(room.wall_snapshot().model_dump_json())
                 self.metrics.messages_out.labels("wall.snapshot").inc()
         conn.next_ping_at = time.monotonic() + settings.heartbeat_interval_s
-        if self.gc is not None:
-            self.gc.joined()
         return room
 
     async def _join_staff(
         self, conn: Connection, auth: StaffAuth
-    ) -> tuple[SessionRoom, ConferenceSession, Identity]:
+    ) -> tuple[SessionRoom, SessionSnapshot, int, Identity]:
         try:
             claims = decode_access_token(self.settings.secret(), auth.token)
         except Unauthenticated as exc:
@@ -509,28 +499,54 @@ class Signaling:
             conn.account_id = account.id
             conn.session_id = session.id
             self.by_account[account.id] += 1
-        return await self.room(session.id), session, identity
+        return await self.room(session.id), session_snapshot(session), session.last_seq, identity
 
     async def _join_point(
         self, conn: Connection, auth: PointAuth
-    ) -> tuple[SessionRoom, ConferenceSession, Identity, LivePoint]:
+    ) -> tuple[SessionRoom, SessionSnapshot, int, Identity, LivePoint]:
+        credential_hash = hash_credential(auth.credential)
+        for room in list(self.rooms.values()):
+            live = room.by_hash.get(credential_hash)
+            if live is not None and room.snapshot is not None:
+                # Answered from memory: the room's credentials and status follow the log.
+                snapshot, snapshot_seq, status = room.snapshot, room.snapshot_seq, room.status
+                break
+        else:
+            room, live, snapshot, snapshot_seq, status = await self._find_point(auth.credential)
+        if status not in ADMITTING:
+            raise Refused(
+                ErrorCode.NOT_ADMITTED,
+                f"the session is {status}; points may join when it is open",
+                CloseCode.NOT_ADMITTED,
+                details={"session_status": status},
+            )
+        conn.role = "point"
+        conn.point_id = live.point_id
+        conn.session_id = room.session_id
+        identity = Identity(
+            kind="point",
+            point_code=live.code,
+            point_name=live.name,
+            district_name=live.district_name,
+            province_name=live.province_name,
+        )
+        return room, snapshot, snapshot_seq, identity, live
+
+    async def _find_point(
+        self, credential: str
+    ) -> tuple[SessionRoom, LivePoint, SessionSnapshot, int, str]:
+        """A credential no loaded room knows: look it up, and load its session's room."""
         async with self.readers() as db:
             try:
-                who = await resolve_credential(db, auth.credential)
+                who = await resolve_credential(db, credential)
             except DiemcauError as exc:
                 raise Refused(
                     ErrorCode.UNAUTHENTICATED, exc.message, CloseCode.UNAUTHENTICATED
                 ) from None
-            if not who.admitted:
-                raise Refused(
-                    ErrorCode.NOT_ADMITTED,
-                    f"the session is {who.session_status}; points may join when it is open",
-                    CloseCode.NOT_ADMITTED,
-                    details={"session_status": who.session_status},
-                )
             session = await db.get(ConferenceSession, who.session_id)
             if session is None:
                 raise Refused(ErrorCode.NOT_FOUND, "session not found", CloseCode.SESSION_GONE)
+            snapshot, snapshot_seq = session_snapshot(session), session.last_seq
         room = await self.room(session.id)
         live = room.by_code.get(who.point_code)
         if live is None:
@@ -538,17 +554,7 @@ class Signaling:
             live = room.by_code.get(who.point_code)
         if live is None:
             raise Refused(ErrorCode.UNAUTHENTICATED, "invitation not found", CloseCode.REVOKED)
-        conn.role = "point"
-        conn.point_id = live.point_id
-        conn.session_id = session.id
-        identity = Identity(
-            kind="point",
-            point_code=who.point_code,
-            point_name=who.point_name,
-            district_name=who.district_name,
-            province_name=who.province_name,
-        )
-        return room, session, identity, live
+        return room, live, snapshot, snapshot_seq, who.session_status
 
     # ---- after the hello -------------------------------------------------------------------
 
@@ -585,7 +591,9 @@ class Signaling:
                 self._error(conn, message.id, ErrorCode.NOT_FOUND, "session not found")
                 return
             conn.send(
-                Snapshot(session=_snapshot(session), seq=room.delivered_seq).model_dump_json()
+                Snapshot(
+                    session=session_snapshot(session), seq=room.delivered_seq
+                ).model_dump_json()
             )
             if conn.role in WALL_ROLES:
                 conn.send(room.wall_snapshot().model_dump_json())

@@ -376,3 +376,30 @@ async def test_origin_check(live_server: Live) -> None:
         assert (await client.closed())[0] == CloseCode.REPLACED
     metrics = await live.metrics()
     assert metrics['diemcau_ws_closes_total{code="4003"}'] == 3
+
+
+@pytest.mark.parametrize("live_server", [{"invite": {"district_codes": ["001"]}}], indirect=True)
+async def test_a_joining_point_sees_the_session_as_it_is_now(live_server: Live) -> None:
+    """The welcome is answered from the room's memory: it must follow every change."""
+    live = live_server
+    codes = sorted(live.credentials)
+    first = await live.hello_point(live.credentials[codes[0]])  # loads the room
+    await live.patch(title="Đối thoại — phiên chiều", hall_name="Hội trường B")
+    await live.patch(settings={"speaking_time_limit_s": 240})
+    await live.action(live.session_id, "go-live")
+    await first.until("event")
+    expected = await live.get_session()
+    async with asyncio.timeout(5):
+        while True:
+            late = await live.hello_point(live.credentials[codes[1]])
+            if late.welcome["seq"] == expected["last_seq"]:
+                break
+            await late.close()
+            await asyncio.sleep(0.05)
+    session = late.welcome["session"]
+    assert session["title"] == "Đối thoại — phiên chiều"
+    assert session["hall_name"] == "Hội trường B"
+    assert session["status"] == "live"
+    assert session["settings"] == expected["settings"]
+    assert session["settings"]["speaking_time_limit_s"] == 240
+    assert late.welcome["replayed"] == 0

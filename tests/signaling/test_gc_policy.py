@@ -8,14 +8,14 @@ import gc
 from signaling.gc_policy import GcPolicy
 
 
-async def test_freezes_shortly_after_joins_and_refreshes() -> None:
+async def test_freezes_shortly_after_arrivals_and_refreshes() -> None:
     policy = GcPolicy(settle_s=0.05, refresh_every_s=0.3)
     policy.start()
     try:
         assert gc.get_freeze_count() > 0
         survivors = [object() for _ in range(10)]  # allocated after the start: not frozen yet
-        policy.joined()
-        policy.joined()
+        policy.arrived()
+        policy.arrived()
         async with asyncio.timeout(2):
             while policy.freezes < 1:
                 await asyncio.sleep(0.01)
