@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -25,7 +26,7 @@ from app.errors import DiemcauError, Unauthenticated
 from app.settings import Settings
 from bridges.invitations.credentials import hash_credential
 from bridges.invitations.service import resolve_credential
-from models import Account, ConferenceSession, Role, SessionEvent
+from models import Account, ConferenceSession, Role, SessionEvent, SessionStatus
 from signaling.audience import Audience, audience_of
 from signaling.codes import CloseCode, ErrorCode
 from signaling.connection import TRANSPORT_SEND, Connection, TokenBucket
@@ -122,6 +123,7 @@ class Signaling:
         self.by_address: Counter[str] = Counter()
         self.by_account: Counter[int] = Counter()
         self.connections: set[Connection] = set()
+        self._background: set[asyncio.Task[SessionRoom]] = set()
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -130,12 +132,25 @@ class Signaling:
         if closed:
             logger.info("closed %d presence intervals left open by the previous run", closed)
         self.intervals.start()
+        async with self.readers() as db:
+            admitting = list(
+                await db.scalars(
+                    select(ConferenceSession.id).where(
+                        ConferenceSession.status.in_([SessionStatus.OPEN, SessionStatus.LIVE])
+                    )
+                )
+            )
+        for session_id in admitting:
+            await self.room(session_id)
         if self.gc is not None:
             self.gc.start()
         if self.settings.metrics_enabled:
             self.metrics.start()
 
     async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for room in list(self.rooms.values()):
             await room.close(CloseCode.GOING_AWAY)
         for conn in list(self.connections):
@@ -154,6 +169,15 @@ class Signaling:
             by_session.setdefault(row.session_id, []).append(to_logged(row))
         for session_id, logged in by_session.items():
             self.hub.publish(session_id, logged)
+            opened = any(
+                e.type == "session.status_changed" and e.payload.get("to") in ADMITTING
+                for e in logged
+            )
+            if opened and session_id not in self.rooms:
+                # Ready before the points arrive: their hellos are then answered from memory.
+                task = asyncio.create_task(self.room(session_id), name=f"room-load-{session_id}")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def room(self, session_id: int) -> SessionRoom:
         room = self.rooms.get(session_id)
@@ -505,12 +529,20 @@ class Signaling:
         self, conn: Connection, auth: PointAuth
     ) -> tuple[SessionRoom, SessionSnapshot, int, Identity, LivePoint]:
         credential_hash = hash_credential(auth.credential)
-        for room in list(self.rooms.values()):
-            live = room.by_hash.get(credential_hash)
-            if live is not None and room.snapshot is not None:
-                # Answered from memory: the room's credentials and status follow the log.
-                snapshot, snapshot_seq, status = room.snapshot, room.snapshot_seq, room.status
-                break
+        known = self._known_point(credential_hash)
+        if known is None and any(lock.locked() for lock in self._room_locks.values()):
+            # A join storm's first hello is loading the room: wait for it rather than have
+            # every hello behind it look its credential up in the database.
+            for lock in list(self._room_locks.values()):
+                if lock.locked():
+                    async with lock:
+                        pass
+            known = self._known_point(credential_hash)
+        if known is not None:
+            # Answered from memory: the room's credentials and status follow the log.
+            room, live = known
+            assert room.snapshot is not None
+            snapshot, snapshot_seq, status = room.snapshot, room.snapshot_seq, room.status
         else:
             room, live, snapshot, snapshot_seq, status = await self._find_point(auth.credential)
         if status not in ADMITTING:
@@ -531,6 +563,13 @@ class Signaling:
             province_name=live.province_name,
         )
         return room, snapshot, snapshot_seq, identity, live
+
+    def _known_point(self, credential_hash: str) -> tuple[SessionRoom, LivePoint] | None:
+        for room in list(self.rooms.values()):
+            live = room.by_hash.get(credential_hash)
+            if live is not None and room.snapshot is not None:
+                return room, live
+        return None
 
     async def _find_point(
         self, credential: str
