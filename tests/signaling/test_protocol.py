@@ -43,7 +43,7 @@ from models import Role
 from signaling import protocol
 from signaling.codes import CLOSE_REASONS, CloseCode, ErrorCode
 from signaling.protocol import CLIENT_MESSAGE, CLIENT_TYPES, SERVER_MESSAGE
-from tests.conftest import ROOT, create_staff, login, make_settings
+from tests.conftest import ROOT, create_staff, login, make_settings, unavailable
 
 DOC = ROOT / "docs" / "protocol.md"
 SCHEMA = ROOT / "docs" / "protocol.schema.json"
@@ -282,7 +282,7 @@ def test_reference_clients_parse() -> None:
     ast.parse(code_block("python reference-client"))
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the JavaScript snippet is only run where it is")
+        unavailable("node is not installed: the JavaScript snippet is only run where it is")
     result = subprocess.run(
         [node, "--check", "-"],
         input=code_block("js browser-client"),
@@ -780,7 +780,7 @@ async def test_python_reference_client_joins_resumes_and_stops(
 def node_with_websocket() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        unavailable("node is not installed")
     probe = subprocess.run(
         [
             node,
@@ -792,7 +792,7 @@ def node_with_websocket() -> str:
         check=False,
     )
     if probe.returncode != 0:
-        pytest.skip("this node has no WebSocket")
+        unavailable("this node has no WebSocket")
     return node
 
 
