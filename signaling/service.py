@@ -318,7 +318,10 @@ class Signaling:
                 request_id,
                 ErrorCode.UNKNOWN_TYPE,
                 "unknown message type",
-                {"type": str(kind)[:64], "known": sorted(CLIENT_TYPES)},
+                {
+                    "type": kind[:64] if isinstance(kind, str) else None,
+                    "known": sorted(CLIENT_TYPES),
+                },
             )
             return None
         try:
