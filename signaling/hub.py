@@ -1,9 +1,10 @@
 """The session event hub: committed events of a session, delivered in seq order to whoever watches.
 
-The durable log is the source: a watch reads `seq > last` from it, woken by `notify` right after a
-commit in this process and by a short poll for commits made elsewhere (the CLI, another instance).
-A Redis implementation for several coordinator instances only has to carry the wake-ups; the
-interface stays.
+The durable log is the source. Events committed in this process are handed over by `publish` right
+after their commit and delivered without being read back; a watch reads `seq > last` from the log
+when woken by `notify`, to fill a gap, and on a short poll that finds commits made elsewhere (the
+CLI, another instance). A Redis implementation for several coordinator instances only has to carry
+the events or the wake-ups between processes; the interface stays.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ class SessionRoom:
             self._set_hash(live, credential_hash)
             self._count(live, None, live.presence.state.value)
 
-    async def _reload_codes(self, codes: list[str]) -> None:
+    async def reload_codes(self, codes: list[str]) -> None:
         async with self.sessions() as db:
             await self._load_points(db, codes)
 
@@ -350,14 +350,14 @@ class SessionRoom:
                 if live is not None:
                     self._set_hash(live, None)
             if logged.type != "invitation.revoked":
-                self._spawn(self._reload_codes(codes))
+                self._spawn(self.reload_codes(codes))
         if logged.type == "session.status_changed":
             self.status = str(payload.get("to", self.status))
             if self.status in ("ended", "cancelled"):
                 for conn in list(self.point_connections):
                     conn.close(CloseCode.SESSION_GONE)
         elif logged.type == "invitations.added":
-            self._spawn(self._reload_codes([str(c) for c in payload.get("point_codes", [])]))
+            self._spawn(self.reload_codes([str(c) for c in payload.get("point_codes", [])]))
         elif logged.type in ("invitation.revoked", "credential.rotated"):
             live = self.by_code.get(str(payload.get("point_code")))
             if live is not None and live.connection is not None:

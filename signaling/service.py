@@ -592,7 +592,7 @@ class Signaling:
         room = await self.room(session.id)
         live = room.by_code.get(who.point_code)
         if live is None:
-            await room._reload_codes([who.point_code])
+            await room.reload_codes([who.point_code])
             live = room.by_code.get(who.point_code)
         if live is None:
             raise Refused(ErrorCode.UNAUTHENTICATED, "invitation not found", CloseCode.REVOKED)
