@@ -179,6 +179,12 @@ class Signaling:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
+    def close_account(self, account_id: int) -> None:
+        """The account's tokens were revoked (password, role or deactivation): end its connections."""
+        for conn in list(self.connections):
+            if conn.account_id == account_id:
+                conn.close(CloseCode.UNAUTHENTICATED)
+
     async def room(self, session_id: int) -> SessionRoom:
         room = self.rooms.get(session_id)
         if room is not None:

@@ -403,3 +403,35 @@ async def test_a_joining_point_sees_the_session_as_it_is_now(live_server: Live) 
     assert session["settings"] == expected["settings"]
     assert session["settings"]["speaking_time_limit_s"] == 240
     assert late.welcome["replayed"] == 0
+
+
+@pytest.mark.parametrize("live_server", [{"invite": {"district_codes": ["001"]}}], indirect=True)
+async def test_revoking_an_account_ends_its_live_connections(live_server: Live) -> None:
+    """A deactivated account, or one whose password changed, is not left watching the wall."""
+    live = live_server
+    admin = live.headers["admin"]
+    accounts = (await live.http.get("/api/v1/accounts", headers=admin)).json()
+    ids = {a["username"]: a["id"] for a in accounts}
+    moderator = await live.hello_staff(live.tokens["moderator"])
+    observer = await live.hello_staff(live.tokens["observer"])
+    operator = await live.hello_staff(live.tokens["operator"])
+
+    response = await live.http.patch(
+        f"/api/v1/accounts/{ids['moderator']}", json={"active": False}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert (await moderator.closed())[0] == CloseCode.UNAUTHENTICATED
+
+    response = await live.http.post(
+        f"/api/v1/accounts/{ids['observer']}/password", json={}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert (await observer.closed())[0] == CloseCode.UNAUTHENTICATED
+
+    # A change that revokes nothing leaves the connection alone.
+    response = await live.http.patch(
+        f"/api/v1/accounts/{ids['operator']}", json={"display_name": "Trực ban"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    reply = await operator.request({"type": "ping", "id": "still-here"})
+    assert (reply["type"], reply["id"]) == ("ack", "still-here")
