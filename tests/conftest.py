@@ -6,10 +6,8 @@ share one fresh database that is truncated before each test.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,7 +15,6 @@ from typing import Any, NoReturn
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
@@ -28,6 +25,7 @@ from app.settings import Settings
 from migrations import runner
 from models import Role
 from models.engine import create_engine, session_factory
+from models.scratch import create_scratch, drop_scratch, execute
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -40,13 +38,6 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = "presence_intervals, session_events, invitations, conference_sessions, points, accounts"
 TEST_PASSWORD = "correct horse battery staple"
 TEST_SECRET = "test-secret-" + "x" * 40
-
-
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -65,23 +56,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
-    name = f"diemcau_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        url = create_scratch(PG_URL, "diemcau_test")
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         unavailable(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     runner.upgrade(url)
     yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_scratch(PG_URL, url)
 
 
 @pytest.fixture
@@ -93,14 +74,7 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 @pytest.fixture
 def postgres_url(postgres_database: str) -> str:
-    async def truncate() -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(postgres_database))
-        try:
-            await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        finally:
-            await conn.close()
-
-    asyncio.run(truncate())
+    execute(postgres_database, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     return postgres_database
 
 

@@ -11,17 +11,14 @@ import platform
 import statistics
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import asyncpg
-from sqlalchemy.engine import make_url
 
 from bridges.directory import service
 from bridges.directory.csv_format import parse_points_csv
 from migrations import runner
 from models.engine import create_engine, session_factory, unit_of_work
+from models.scratch import create_scratch, drop_scratch
 
 TARGET_S = 5.0
 
@@ -74,36 +71,17 @@ async def _import_once(url: str, data: bytes, max_rows: int) -> ImportRun:
         await engine.dispose()
 
 
-def _asyncpg_dsn(url: str, database: str) -> str:
-    return (
-        make_url(url)
-        .set(drivername="postgresql", database=database)
-        .render_as_string(hide_password=False)
-    )
-
-
-async def _admin(url: str, statement: str) -> None:
-    base = make_url(url).database or "postgres"
-    conn = await asyncpg.connect(_asyncpg_dsn(url, base))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def run(file: Path, *, repeats: int, postgres_url: str | None, max_rows: int) -> ImportBenchResult:
     data = file.read_bytes()
     runs: list[ImportRun] = []
     for _ in range(repeats):
         if postgres_url:
-            name = f"diemcau_bench_{uuid.uuid4().hex[:10]}"
-            asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
-            url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+            url = create_scratch(postgres_url, "diemcau_bench")
             try:
                 runner.upgrade(url)
                 runs.append(asyncio.run(_import_once(url, data, max_rows)))
             finally:
-                asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                drop_scratch(postgres_url, url)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"

@@ -6,7 +6,6 @@ These tests are synchronous on purpose: the runner drives Alembic with its own e
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,13 +15,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlalchemy.engine import Connection, Inspector, make_url
+from sqlalchemy.engine import Connection, Inspector
 
 from migrations import runner
 from models import Base
 from models.base import NAMING_CONVENTION
 from models.engine import create_engine
-from tests.conftest import PG_URL, _asyncpg_dsn, unavailable
+from models.scratch import create_scratch, drop_scratch
+from tests.conftest import PG_URL, unavailable
 
 T = TypeVar("T")
 APP_TABLES = {
@@ -183,23 +183,14 @@ def test_roundtrip_sqlite(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
-    name = f"diemcau_migrate_{uuid.uuid4().hex[:12]}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        url = create_scratch(PG_URL, "diemcau_migrate")
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         unavailable(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
     try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_scratch(PG_URL, url)
 
 
 @pytest.mark.postgres
