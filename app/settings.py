@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name
@@ -89,15 +89,57 @@ class Settings(BaseSettings):
     gc_refresh_interval_s: float = Field(
         default=600.0, ge=10, description="How often a full collection reclaims closed connections."
     )
+    media_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="Media forwarding processes; default one per core; 0 forwards on the API's "
+        "own event loop (tests, tiny sessions).",
+    )
+    media_host_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses media binds and offers as host candidates (comma separated); "
+        "default every non-loopback interface.",
+    )
+    media_udp_port_min: int | None = Field(default=None, ge=1024, le=65535)
+    media_udp_port_max: int | None = Field(default=None, ge=1024, le=65535)
+    ice_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="STUN/TURN URLs given to every peer (comma separated), e.g. "
+        "turn:turn.example.vn:3478?transport=udp. None by default: no public server is used.",
+    )
+    turn_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the TURN server (coturn static-auth-secret): per-participant "
+        "credentials are minted from it (TURN REST scheme).",
+    )
+    turn_credential_ttl_s: int = Field(
+        default=12 * 3600, ge=60, le=7 * 86400, description="Longest life of a TURN credential."
+    )
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "media_host_addresses", "ice_servers", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_port_range(self) -> Settings:
+        low, high = self.media_udp_port_min, self.media_udp_port_max
+        if (low is None) != (high is None):
+            raise ValueError("set both media_udp_port_min and media_udp_port_max, or neither")
+        if low is not None and high is not None and low > high:
+            raise ValueError("media_udp_port_min is above media_udp_port_max")
+        return self
+
+    @property
+    def effective_media_workers(self) -> int:
+        if self.media_workers is not None:
+            return self.media_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def effective_database_url(self) -> str:

@@ -1,1 +1,1 @@
-"""The media plane behind one interface: embedded aiortc forwarding and external SFU backends."""
+"""The media plane: WebRTC peers that carry the hall program and the floor, never transcoded."""

@@ -1,0 +1,416 @@
+"""The embedded media backend: one asyncio loop holding whole peer connections of its rooms.
+
+Used directly on the API's loop (`media_workers = 0`) and inside each forwarding process of the
+worker pool. Rooms keep the desired route table, not only the live sinks: a route set before a
+point connects (the floor, the program) applies the moment its peer comes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import resource
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
+
+from media.embedded import hooks
+from media.embedded.forwarding import COUNTERS, Pacer, Sink, Source, codec_key
+from media.errors import (
+    MediaCodecUnsupported,
+    MediaOfferInvalid,
+    MediaParticipantNotFound,
+    MediaRoomNotFound,
+)
+from media.interface import (
+    ANY,
+    KINDS,
+    BackendStats,
+    Kind,
+    ParticipantMediaStats,
+    PeerAnswer,
+    PeerState,
+    PublisherRole,
+    SinkKey,
+)
+
+logger = logging.getLogger("diemcau.media")
+
+MAX_SLOTS = 4
+MAX_SDP_BYTES = 64 * 1024
+SUPPORTED_VIDEO = ("video/vp8", "video/h264")
+SUPPORTED_AUDIO = ("audio/opus",)
+
+
+def parse_offer(sdp: str) -> Any:
+    """aiortc reports malformed SDP as untyped ValueError/IndexError/KeyError: make them typed."""
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise MediaOfferInvalid(f"the offer is larger than {MAX_SDP_BYTES} bytes")
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        raise MediaOfferInvalid(f"the offer is not valid SDP: {exc}") from exc
+    if not description.media:
+        raise MediaOfferInvalid("the offer has no media section")
+    for media in description.media:
+        if media.kind in KINDS and (
+            media.ice is None or not media.ice.usernameFragment or not media.dtls
+        ):
+            raise MediaOfferInvalid("the offer lacks ICE credentials or a DTLS fingerprint")
+    return description
+
+
+def _capabilities(kind: Kind, keep: Sequence[str]) -> list[Any]:
+    return [
+        codec
+        for codec in RTCRtpSender.getCapabilities(kind).codecs
+        if codec.mimeType.lower() in keep
+    ]
+
+
+@dataclass
+class Participant:
+    name: str
+    publisher: RTCPeerConnection | None = None
+    role: PublisherRole | None = None
+    sources: dict[Kind, Source] = field(default_factory=dict)
+    subscriber: RTCPeerConnection | None = None
+    sinks: dict[tuple[str, Kind], Sink] = field(default_factory=dict)
+    slots: tuple[str, ...] = ()
+
+
+@dataclass
+class Room:
+    name: str
+    participants: dict[str, Participant] = field(default_factory=dict)
+    defaults: dict[str, str | None] = field(default_factory=dict)
+    overrides: dict[SinkKey, str | None] = field(default_factory=dict)
+
+    def source_name(self, participant: str, slot: str) -> str | None:
+        key = SinkKey(participant, slot)
+        name = self.overrides[key] if key in self.overrides else self.defaults.get(slot)
+        return None if name == participant else name
+
+
+def _state(pc: RTCPeerConnection | None) -> PeerState | None:
+    if pc is None:
+        return None
+    state = pc.connectionState
+    return state if state in ("new", "connecting", "connected", "failed", "closed") else "new"  # type: ignore[return-value]
+
+
+class EmbeddedMedia:
+    """Implements `media.interface.MediaBackend` on the running event loop."""
+
+    def __init__(
+        self,
+        *,
+        configuration: Callable[[], RTCConfiguration] | None = None,
+        worker: int = 0,
+        pacer: Pacer | None = None,
+    ) -> None:
+        hooks.check_version()
+        hooks.CODECS.install()
+        self._configuration = configuration or (lambda: RTCConfiguration(iceServers=[]))
+        self.worker = worker
+        self.pacer = pacer or Pacer()
+        self.rooms: dict[str, Room] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for name in list(self.rooms):
+            await self.close_room(name)
+
+    async def create_room(self, room: str) -> None:
+        self.rooms.setdefault(room, Room(room))
+
+    async def close_room(self, room: str) -> None:
+        found = self.rooms.pop(room, None)
+        if found is None:
+            return
+        for participant in list(found.participants.values()):
+            await self._close_participant(participant)
+
+    def _room(self, room: str) -> Room:
+        found = self.rooms.get(room)
+        if found is None:
+            raise MediaRoomNotFound(f"no media room {room!r}", details={"room": room})
+        return found
+
+    # ---- publishers --------------------------------------------------------------------
+
+    async def add_publisher(
+        self, room: str, participant: str, offer_sdp: str, *, role: PublisherRole
+    ) -> PeerAnswer:
+        target = self._room(room)
+        description = parse_offer(offer_sdp)
+        kinds: list[Kind] = []
+        for media in description.media:
+            if media.kind not in KINDS:
+                continue
+            if media.kind in kinds:
+                raise MediaOfferInvalid("a publisher sends at most one audio and one video track")
+            if media.direction not in ("sendonly", "sendrecv"):
+                raise MediaOfferInvalid(f"the {media.kind} section does not send media")
+            kinds.append(media.kind)
+        if not kinds:
+            raise MediaOfferInvalid("the offer sends neither audio nor video")
+        member = target.participants.setdefault(participant, Participant(participant))
+        await self._close_publisher(member)
+        pc = self._peer()
+        for kind in kinds:
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if kind == "audio":
+                transceiver.setCodecPreferences(_capabilities("audio", SUPPORTED_AUDIO))
+            else:
+                transceiver.setCodecPreferences(
+                    _capabilities("video", (*SUPPORTED_VIDEO, "video/rtx"))
+                )
+        try:
+            await self._apply_offer(pc, offer_sdp)
+            for transceiver in pc.getTransceivers():
+                member.sources[transceiver.kind] = Source(  # type: ignore[index]
+                    participant,
+                    transceiver.kind,  # type: ignore[arg-type]
+                    transceiver.receiver,
+                    self.pacer,
+                )
+            member.publisher = pc
+            member.role = role
+            answer = await self._answer(pc)
+        except BaseException:
+            await self._close_publisher(member)
+            await pc.close()
+            raise
+        self._watch(target, member, pc, publisher=True)
+        await self._apply_routes(target)
+        codecs = {kind: hooks.negotiated(t)[0][0].mimeType for kind, t in self._by_kind(pc).items()}
+        return PeerAnswer(answer, f"{participant}/pub", tuple(kinds), codecs, self.worker)
+
+    # ---- subscribers -------------------------------------------------------------------
+
+    async def add_subscriber(
+        self, room: str, participant: str, offer_sdp: str, *, slots: Sequence[str]
+    ) -> PeerAnswer:
+        target = self._room(room)
+        if not slots or len(slots) > MAX_SLOTS or len(set(slots)) != len(slots):
+            raise MediaOfferInvalid(f"give 1 to {MAX_SLOTS} distinct slots")
+        description = parse_offer(offer_sdp)
+        counts = {kind: 0 for kind in KINDS}
+        for media in description.media:
+            if media.kind not in KINDS:
+                continue
+            if media.direction not in ("recvonly", "sendrecv"):
+                raise MediaOfferInvalid(f"a subscriber's {media.kind} section must receive")
+            counts[media.kind] += 1
+        if counts["audio"] != len(slots) or counts["video"] != len(slots):
+            raise MediaOfferInvalid(
+                f"the offer must hold one audio and one video section per slot ({len(slots)} each)",
+                details={"audio": counts["audio"], "video": counts["video"]},
+            )
+        member = target.participants.setdefault(participant, Participant(participant))
+        await self._close_subscriber(member)
+        pc = self._peer()
+        sinks: dict[tuple[str, Kind], Sink] = {}
+        for slot in slots:
+            for kind in KINDS:
+                transceiver = pc.addTransceiver(kind, direction="sendonly")
+                self._prefer_source_codec(target, participant, slot, transceiver)
+                sinks[(slot, kind)] = Sink(participant, slot, kind, transceiver)
+        try:
+            await self._apply_offer(pc, offer_sdp)
+            member.subscriber = pc
+            member.sinks = sinks
+            member.slots = tuple(slots)
+            answer = await self._answer(pc)
+        except BaseException:
+            await self._close_subscriber(member)
+            await pc.close()
+            raise
+        self._watch(target, member, pc, publisher=False)
+        await self._apply_routes(target)
+        codecs = {kind: hooks.negotiated(t)[0][0].mimeType for kind, t in self._by_kind(pc).items()}
+        return PeerAnswer(answer, f"{participant}/sub", KINDS, codecs, self.worker)
+
+    def _prefer_source_codec(
+        self, room: Room, participant: str, slot: str, transceiver: RTCRtpTransceiver
+    ) -> None:
+        """Offer the routed source's codec first, and every other forwardable one after it.
+
+        Any of them may be routed later (the floor passes to a point whose browser sends H264):
+        the subscriber gets each source's packets with that codec's payload type, never transcoded.
+        """
+        kind: Kind = transceiver.kind  # type: ignore[assignment]
+        keep = SUPPORTED_AUDIO if kind == "audio" else SUPPORTED_VIDEO
+        capabilities = _capabilities(kind, keep)
+        name = room.source_name(participant, slot)
+        source = room.participants[name].sources.get(kind) if name in room.participants else None
+        if source is not None and source.codec_key is not None:
+            capabilities.sort(key=lambda codec: codec_key(codec) != source.codec_key)
+        transceiver.setCodecPreferences(capabilities)
+
+    # ---- shared negotiation ------------------------------------------------------------
+
+    def _peer(self) -> RTCPeerConnection:
+        """Max-bundle: aiortc's balanced policy gives a second m-line of the same kind, added
+        before the offer, a transport that BUNDLE never replaces (it stays "new" and its media is
+        lost). Every browser bundles, so one transport per peer is also what clients do."""
+        configuration = dataclasses.replace(
+            self._configuration(), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
+        return RTCPeerConnection(configuration)
+
+    async def _apply_offer(self, pc: RTCPeerConnection, offer_sdp: str) -> None:
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except OperationError as exc:
+            raise MediaCodecUnsupported(
+                "no codec in common: the server forwards VP8 or H264 video and Opus audio",
+                details={"reason": str(exc)},
+            ) from exc
+        except (ValueError, IndexError, KeyError, InvalidAccessError, InvalidStateError) as exc:
+            raise MediaOfferInvalid(f"the offer was refused: {exc}") from exc
+
+    async def _answer(self, pc: RTCPeerConnection) -> str:
+        await pc.setLocalDescription(await pc.createAnswer())
+        local = pc.localDescription
+        assert local is not None
+        return str(local.sdp)
+
+    @staticmethod
+    def _by_kind(pc: RTCPeerConnection) -> dict[Kind, RTCRtpTransceiver]:
+        found: dict[Kind, RTCRtpTransceiver] = {}
+        for transceiver in pc.getTransceivers():
+            found.setdefault(transceiver.kind, transceiver)  # type: ignore[arg-type]
+        return found
+
+    def _watch(
+        self, room: Room, member: Participant, pc: RTCPeerConnection, *, publisher: bool
+    ) -> None:
+        @pc.on("connectionstatechange")
+        async def changed() -> None:
+            state = pc.connectionState
+            if state == "connected" and not publisher and member.subscriber is pc:
+                for sink in member.sinks.values():
+                    sink.activate(sink.sender.transport)
+                    if sink.source is not None:
+                        await sink.source.request_keyframe()
+            elif state in ("failed", "closed"):
+                if publisher and member.publisher is pc:
+                    await self._close_publisher(member)
+                elif not publisher and member.subscriber is pc:
+                    await self._close_subscriber(member)
+
+    # ---- routes ------------------------------------------------------------------------
+
+    async def route(self, room: str, routes: Mapping[SinkKey, str | None]) -> None:
+        target = self._room(room)
+        for key, source in routes.items():
+            if key.participant == ANY:
+                target.defaults[key.slot] = source
+            else:
+                target.overrides[key] = source
+        await self._apply_routes(target)
+
+    async def _apply_routes(self, room: Room) -> None:
+        wanted: set[Source] = set()
+        for member in room.participants.values():
+            for (slot, kind), sink in member.sinks.items():
+                name = room.source_name(member.name, slot)
+                publisher = room.participants.get(name) if name is not None else None
+                source = publisher.sources.get(kind) if publisher is not None else None
+                if sink.attach(source) and source is not None:
+                    wanted.add(source)
+        for source in wanted:
+            await source.request_keyframe()
+
+    async def request_keyframe(self, room: str, participant: str) -> None:
+        member = self._room(room).participants.get(participant)
+        if member is None:
+            raise MediaParticipantNotFound(f"{participant!r} is not in the media room")
+        source = member.sources.get("video")
+        if source is not None:
+            await source.request_keyframe()
+
+    # ---- leaving -----------------------------------------------------------------------
+
+    async def remove_participant(self, room: str, participant: str) -> None:
+        target = self.rooms.get(room)
+        if target is None:
+            return
+        member = target.participants.pop(participant, None)
+        if member is not None:
+            await self._close_participant(member)
+
+    async def _close_participant(self, member: Participant) -> None:
+        await self._close_publisher(member)
+        await self._close_subscriber(member)
+
+    async def _close_publisher(self, member: Participant) -> None:
+        for source in member.sources.values():
+            source.close()
+        member.sources = {}
+        pc, member.publisher = member.publisher, None
+        if pc is not None:
+            await pc.close()
+
+    async def _close_subscriber(self, member: Participant) -> None:
+        for sink in member.sinks.values():
+            sink.detach()
+        member.sinks = {}
+        pc, member.subscriber = member.subscriber, None
+        if pc is not None:
+            await pc.close()
+
+    # ---- stats -------------------------------------------------------------------------
+
+    async def stats(self, room: str) -> Mapping[str, ParticipantMediaStats]:
+        target = self._room(room)
+        result: dict[str, ParticipantMediaStats] = {}
+        for member in target.participants.values():
+            stats = ParticipantMediaStats(
+                participant=member.name,
+                worker=self.worker,
+                publisher_state=_state(member.publisher),
+                subscriber_state=_state(member.subscriber),
+            )
+            for kind, source in member.sources.items():
+                stats.published[kind] = source.stats
+            for (slot, kind), sink in member.sinks.items():
+                stats.received[f"{slot}/{kind}"] = sink.stats
+            for slot in member.slots:
+                stats.routes[slot] = target.source_name(member.name, slot)
+            result[member.name] = stats
+        return result
+
+    async def backend_stats(self) -> BackendStats:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        peers = sum(
+            (m.publisher is not None) + (m.subscriber is not None)
+            for room in self.rooms.values()
+            for m in room.participants.values()
+        )
+        return BackendStats(
+            workers=1,
+            peers=peers,
+            forwarded_packets=COUNTERS.forwarded_packets,
+            forward_cpu_s=COUNTERS.forward_cpu_s,
+            decoders_created=hooks.CODECS.decoders,
+            encoders_created=hooks.CODECS.encoders,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+        )
