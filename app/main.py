@@ -29,10 +29,12 @@ from app.points.endpoints import router as points_router
 from app.sessions.endpoints import router as sessions_router
 from app.settings import Settings
 from app.state import ServiceState
+from media.factory import create_backend
 from migrations.runner import head_revision
 from models.engine import create_engine, reader_factory, session_factory
 from signaling import protocol
 from signaling.hub import LogTailHub
+from signaling.media import MediaGateway
 from signaling.service import Signaling
 
 logger = logging.getLogger("diemcau")
@@ -64,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings.effective_database_url)
         sessions = session_factory(engine)
         hub = LogTailHub(reader_factory(engine), poll_interval_s=settings.event_poll_interval_s)
+        media = create_backend(settings)
         state = ServiceState(
             settings=settings,
             engine=engine,
@@ -74,16 +77,27 @@ def create_app(settings: Settings) -> FastAPI:
             login_throttle=LoginThrottle(
                 max_failures=settings.login_max_failures, window_s=settings.login_failure_window_s
             ),
-            signaling=Signaling(settings, sessions, hub, readers=reader_factory(engine)),
+            signaling=Signaling(
+                settings,
+                sessions,
+                hub,
+                readers=reader_factory(engine),
+                media=MediaGateway(settings, media),
+            ),
+            media=media,
         )
         try:
             await _check_schema(state)
-            await state.signaling.start()
-            app.state.diemcau = state
+            await media.start()
             try:
-                yield
+                await state.signaling.start()
+                app.state.diemcau = state
+                try:
+                    yield
+                finally:
+                    await state.signaling.stop()
             finally:
-                await state.signaling.stop()
+                await media.stop()
         finally:
             await engine.dispose()
 

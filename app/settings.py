@@ -139,7 +139,11 @@ class Settings(BaseSettings):
     def effective_media_workers(self) -> int:
         if self.media_workers is not None:
             return self.media_workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
 
     @property
     def effective_database_url(self) -> str:

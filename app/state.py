@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.auth.passwords import Passwords
 from app.auth.throttle import LoginThrottle
 from app.settings import Settings
+from media.interface import MediaBackend
 from signaling.service import Signaling
 
 
@@ -20,3 +21,4 @@ class ServiceState:
     passwords: Passwords
     login_throttle: LoginThrottle
     signaling: Signaling
+    media: MediaBackend

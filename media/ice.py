@@ -95,7 +95,7 @@ class IceServer(BaseModel):
     credential: str | None = None
 
     def browser(self) -> dict[str, object]:
-        """Browsers reject `username: null`, so absent fields are left out rather than nulled."""
+        """Absent fields are left out: WebIDL would turn `username: null` into the string "null"."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -152,7 +152,7 @@ def _check_host(url: str, host: str) -> None:
 def check_ice_settings(settings: Settings) -> IceServerConfig:
     """Refuse, at start-up, ICE settings that would only fail once peers try to connect."""
     urls = tuple(parse_ice_url(url) for url in settings.ice_servers)
-    secret = settings.turn_secret.get_secret_value() if settings.turn_secret else None
+    secret = settings.turn_secret.get_secret_value() if settings.turn_secret is not None else None
     if secret == "":
         raise ValueError("DIEMCAU_TURN_SECRET is empty")
     turn = [u.url for u in urls if u.is_turn]

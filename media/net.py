@@ -132,8 +132,8 @@ def _check_range(port_range: tuple[int, int] | None) -> tuple[int, int] | None:
     return (low, high)
 
 
-def _install() -> None:
-    """Replace aioice's two functions, after checking they are still what this module expects."""
+def check_aioice_internals() -> None:
+    """Raise `AiortcInternalsChanged` naming every aioice name this module relies on that moved."""
     problems: list[str] = []
     for name, params in _REQUIRED.items():
         owner: Any = aioice
@@ -147,6 +147,10 @@ def _install() -> None:
         raise AiortcInternalsChanged(
             "media/net.py cannot apply the network policy: " + "; ".join(problems)
         )
+
+
+def _install() -> None:
+    check_aioice_internals()
     # setattr, not assignment: these are deliberate replacements of another package's names.
     wrapped_hosts = _wrap_host_addresses(aioice.ice.get_host_addresses)
     wrapped_gathering = _wrap_gathering(aioice.ice.Connection.get_component_candidates)

@@ -21,6 +21,9 @@ class ErrorCode(enum.StrEnum):
     NOT_ADMITTED = "not_admitted"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
+    MEDIA_OFFER_INVALID = "media_offer_invalid"
+    MEDIA_CODEC_UNSUPPORTED = "media_codec_unsupported"
+    MEDIA_UNAVAILABLE = "media_unavailable"
 
 
 class CloseCode(enum.IntEnum):

@@ -59,6 +59,12 @@ class SignalingMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
+        self.media_negotiation = Histogram(
+            "diemcau_media_negotiation_seconds",
+            "From a media.publish/subscribe offer to its answer (ICE gathering included).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
         self.loop_lag_seconds = Histogram(
             "diemcau_event_loop_lag_seconds",
             "How late a 100 ms timer fires: event-loop congestion.",

@@ -118,11 +118,74 @@ class Bye(ClientMessageBase):
     id: RequestId | None = None
 
 
+Sdp = Annotated[str, StringConstraints(min_length=10, max_length=60_000)]
+
+
+class MediaPublish(ClientMessageBase):
+    """Send camera and microphone (a point) or the hall program (role `hall`): an SDP offer with
+    at most one audio and one video section, all candidates included (no trickle). Answered by
+    `ack` with `result.sdp`, the answer. A new publish replaces the previous one."""
+
+    type: Literal["media.publish"]
+    id: RequestId
+    sdp: Sdp
+
+
+class MediaSubscribe(ClientMessageBase):
+    """Receive: the offer holds one audio then one video section per slot of `welcome.media.slots`,
+    in that order, receive-only. Answered by `ack` with `result.sdp`."""
+
+    type: Literal["media.subscribe"]
+    id: RequestId
+    sdp: Sdp
+
+
+class MediaPreview(ClientMessageBase):
+    """Operators and moderators: show one point in the own `preview` slot (monitoring, not the
+    floor; no one else sees or hears it). `point_code` null ends the preview."""
+
+    type: Literal["media.preview"]
+    id: RequestId
+    point_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None
+
+
+class MediaLeave(ClientMessageBase):
+    """Close this participant's media (both directions); signaling stays connected."""
+
+    type: Literal["media.leave"]
+    id: RequestId
+
+
 ClientMessage = Annotated[
-    Hello | Pong | Stats | Ping | Resync | WallGet | Bye, Field(discriminator="type")
+    Hello
+    | Pong
+    | Stats
+    | Ping
+    | Resync
+    | WallGet
+    | Bye
+    | MediaPublish
+    | MediaSubscribe
+    | MediaPreview
+    | MediaLeave,
+    Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_TYPES = frozenset({"hello", "pong", "stats", "ping", "resync", "wall.get", "bye"})
+CLIENT_TYPES = frozenset(
+    {
+        "hello",
+        "pong",
+        "stats",
+        "ping",
+        "resync",
+        "wall.get",
+        "bye",
+        "media.publish",
+        "media.subscribe",
+        "media.preview",
+        "media.leave",
+    }
+)
 
 
 # ---- server → client -----------------------------------------------------------------------
@@ -160,6 +223,27 @@ class Limits(Message):
     burst: int
 
 
+class IceServerInfo(Message):
+    """An RTCIceServer for the browser; TURN entries carry a credential minted for this client."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class MediaInfo(Message):
+    """How this client takes part in the media plane."""
+
+    participant: str = Field(description="This client's media identity in the session.")
+    can_publish: bool
+    slots: list[str] = Field(
+        description="What a `media.subscribe` offer must hold, in order: per slot one audio and "
+        "one video section. program = the hall, floor = the point that has the floor, preview = "
+        "a point an operator looks at."
+    )
+    ice_servers: list[IceServerInfo]
+
+
 class Welcome(Message):
     type: Literal["welcome"] = "welcome"
     id: str
@@ -173,6 +257,7 @@ class Welcome(Message):
     replayed: int = Field(description="How many `event` messages follow as replay.")
     heartbeat: Heartbeat
     limits: Limits
+    media: MediaInfo
 
 
 class Snapshot(Message):

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +34,7 @@ from signaling.connection import TRANSPORT_SEND, Connection, TokenBucket
 from signaling.gc_policy import GcPolicy
 from signaling.hub import EventHub, LoggedEvent, read_events, to_logged
 from signaling.intervals import IntervalWriter, close_dangling
+from signaling.media import MediaGateway, MediaRefused
 from signaling.metrics import SignalingMetrics
 from signaling.protocol import (
     CLIENT_MESSAGE,
@@ -47,6 +49,11 @@ from signaling.protocol import (
     Hello,
     Identity,
     Limits,
+    MediaInfo,
+    MediaLeave,
+    MediaPreview,
+    MediaPublish,
+    MediaSubscribe,
     Ping,
     PointAuth,
     Pong,
@@ -105,8 +112,10 @@ class Signaling:
         hub: EventHub,
         *,
         readers: async_sessionmaker[AsyncSession] | None = None,
+        media: MediaGateway | None = None,
     ) -> None:
         self.settings = settings
+        self.media = media
         self.sessions = sessions
         # Hello, replay and resync only read: they use read-only sessions when given.
         self.readers = readers or sessions
@@ -156,6 +165,8 @@ class Signaling:
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY)
         await asyncio.gather(*(c.wait_closed(2.0) for c in list(self.connections)))
+        if self.media is not None:
+            await self.media.stop()
         await self.hub.close()
         await self.intervals.close()
         await self.metrics.close()
@@ -250,6 +261,8 @@ class Signaling:
             conn.close(CloseCode.INTERNAL)
         finally:
             if room is not None:
+                if self.media is not None:
+                    self.media.disconnected(conn)
                 if conn.point_id is not None:
                     room.disconnect_point(conn, leave=False)
                 else:
@@ -462,6 +475,7 @@ class Signaling:
                 messages_per_s=settings.ws_rate_per_s,
                 burst=settings.ws_rate_burst,
             ),
+            media=self._media_info(conn, snapshot),
         )
         conn.send(welcome.model_dump_json())
         self.metrics.messages_out.labels("welcome").inc()
@@ -486,6 +500,18 @@ class Signaling:
                 self.metrics.messages_out.labels("wall.snapshot").inc()
         conn.next_ping_at = time.monotonic() + settings.heartbeat_interval_s
         return room
+
+    def _media_info(self, conn: Connection, snapshot: SessionSnapshot) -> MediaInfo:
+        if self.media is None:
+            return MediaInfo(participant="", can_publish=False, slots=[], ice_servers=[])
+        end = (
+            datetime.fromisoformat(snapshot.scheduled_end).timestamp()
+            if snapshot.scheduled_end
+            else None
+        )
+        if end is not None and end <= time.time():
+            end = None  # an overrun session keeps its media: credentials then live for the TTL
+        return self.media.info(conn, end)
 
     async def _join_staff(
         self, conn: Connection, auth: StaffAuth
@@ -666,3 +692,50 @@ class Signaling:
             conn.close(CloseCode.NORMAL)
         elif isinstance(message, Hello):
             self._error(conn, message.id, ErrorCode.ALREADY_JOINED, "this connection has joined")
+        elif isinstance(message, MediaPublish | MediaSubscribe | MediaPreview | MediaLeave):
+            await self._media(conn, room, message)
+
+    async def _media(
+        self,
+        conn: Connection,
+        room: SessionRoom,
+        message: MediaPublish | MediaSubscribe | MediaPreview | MediaLeave,
+    ) -> None:
+        media = self.media
+        if media is None:
+            self._error(conn, message.id, ErrorCode.MEDIA_UNAVAILABLE, "media is not enabled")
+            return
+        try:
+            if isinstance(message, MediaPublish | MediaSubscribe):
+                started = time.monotonic()
+                call = media.publish if isinstance(message, MediaPublish) else media.subscribe
+                answer = await call(conn, message.sdp)
+                self.metrics.media_negotiation.observe(time.monotonic() - started)
+                result: dict[str, Any] = {
+                    "sdp": answer.sdp,
+                    "kinds": list(answer.kinds),
+                    "codecs": dict(answer.codecs),
+                }
+            elif isinstance(message, MediaPreview):
+                point_id = None
+                if message.point_code is not None:
+                    live = room.by_code.get(message.point_code)
+                    if live is None:
+                        self._error(
+                            conn,
+                            message.id,
+                            ErrorCode.NOT_FOUND,
+                            "no such point in this session",
+                            {"point_code": message.point_code},
+                        )
+                        return
+                    point_id = live.point_id
+                await media.preview(conn, point_id)
+                result = {"point_code": message.point_code}
+            else:
+                await media.leave(conn)
+                result = {}
+        except MediaRefused as exc:
+            self._error(conn, message.id, exc.code, exc.message, exc.details)
+            return
+        conn.send(Ack(id=message.id, result=result).model_dump_json())

@@ -38,6 +38,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = "presence_intervals, session_events, invitations, conference_sessions, points, accounts"
 TEST_PASSWORD = "correct horse battery staple"
 TEST_SECRET = "test-secret-" + "x" * 40
+pytest_plugins = ["tests.peers.coturn", "tests.peers.chromium", "tests.peers.loopback"]
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -106,6 +107,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         # One full collection per app start would add up over hundreds of tests; GcPolicy has
         # its own tests.
         "gc_freeze": False,
+        # Media forwards on the test's own loop, on loopback (aioice skips it unless listed).
+        "media_workers": 0,
+        "media_host_addresses": ["127.0.0.1"],
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

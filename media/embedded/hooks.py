@@ -318,7 +318,7 @@ class RawSender:
             return 0
         if self._protect is None:
             # The SRTP context appears with the DTLS handshake, which may finish after "connected".
-            srtp = self._dtls._tx_srtp
+            srtp: Any = getattr(self._dtls, "_tx_srtp", None)
             if srtp is None:
                 return 0
             self._protect = srtp.protect

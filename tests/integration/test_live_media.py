@@ -1,0 +1,209 @@
+"""The media plane through the real signaling: aiortc peers as the hall and as points, on loopback.
+
+Every peer here is a real aiortc client that encodes (publishers) or decodes (subscribers); the
+server forwards on the test's loop. Pictures are small (320x180 hall, 160x96 points) so that the
+two cores of the test machine hold the encoders and decoders of the clients too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from media.embedded.backend import EmbeddedMedia
+from media.interface import ANY, SinkKey
+from media.loadgen import PublisherClient, SubscriberClient
+from signaling.media import room_name
+from tests.integration.conftest import PHUC_XA, Client, Live
+
+HALL_SIZE = (320, 180)
+POINT_SIZE = (160, 96)
+HALL_LEVEL = 8000
+POINT_LEVEL = 2000
+OTHER_LEVEL = 5000
+
+
+async def negotiate(
+    client: Client, kind: str, peer: PublisherClient | SubscriberClient
+) -> dict[str, Any]:
+    reply = await client.request({"type": f"media.{kind}", "id": kind, "sdp": await peer.offer()})
+    assert reply["type"] == "ack", reply
+    await peer.accept(reply["result"]["sdp"])
+    return reply
+
+
+async def wait_for(predicate: Any, within: float = 8.0, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def assert_nothing_decoded_or_encoded(live: Live) -> None:
+    """The server's own peers: no decoder thread on any receiver, no encoder on any sender."""
+    backend = live.state.media
+    assert isinstance(backend, EmbeddedMedia)
+    checked = 0
+    for room in backend.rooms.values():
+        for member in room.participants.values():
+            for pc in (member.publisher, member.subscriber):
+                if pc is None:
+                    continue
+                for transceiver in pc.getTransceivers():
+                    assert getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_thread") is None
+                    assert getattr(transceiver.sender, "_RTCRtpSender__encoder") is None
+                    checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_program_to_points_and_floor_to_everyone(live_server: Live, codec: str) -> None:
+    live = live_server
+    codes = sorted(live.credentials)[:3]
+    speaker_code, listener_code, silent_code = codes
+    hall_ws = await live.hello_staff(role="hall")
+    assert hall_ws.welcome["media"]["participant"] == "hall"
+    assert hall_ws.welcome["media"]["slots"] == ["floor", "preview"]
+    speaker_ws = await live.hello_point(live.credentials[speaker_code])
+    listener_ws = await live.hello_point(live.credentials[listener_code])
+    silent_ws = await live.hello_point(live.credentials[silent_code])
+    assert speaker_ws.welcome["media"]["slots"] == ["program", "floor"]
+    assert speaker_ws.welcome["media"]["ice_servers"] == []
+
+    program = PublisherClient(
+        codec=codec, width=HALL_SIZE[0], height=HALL_SIZE[1], amplitude=HALL_LEVEL
+    )
+    reply = await negotiate(hall_ws, "publish", program)
+    assert reply["result"]["codecs"]["video"].lower() == f"video/{codec}".lower()
+
+    speaker_rx = SubscriberClient(("program", "floor"))
+    listener_rx = SubscriberClient(("program", "floor"))
+    hall_rx = SubscriberClient(("floor", "preview"))
+    await negotiate(speaker_ws, "subscribe", speaker_rx)
+    await negotiate(listener_ws, "subscribe", listener_rx)
+    await negotiate(hall_ws, "subscribe", hall_rx)
+
+    # The program reaches every point, decoded, with the hall's size and loudness.
+    for rx in (speaker_rx, listener_rx):
+        await wait_for(lambda rx=rx: rx.logs["program/video"].frames >= 20, what="program frames")
+        assert rx.logs["program/video"].sizes[-1][1:] == HALL_SIZE
+        await wait_for(
+            lambda rx=rx: len(rx.logs["program/audio"].levels) >= 10, what="program audio"
+        )
+        assert rx.logs["program/audio"].levels[-1][1] > 2500
+
+    speaker_tx = PublisherClient(
+        codec=codec, width=POINT_SIZE[0], height=POINT_SIZE[1], amplitude=POINT_LEVEL
+    )
+    silent_tx = PublisherClient(
+        codec=codec, width=POINT_SIZE[0], height=POINT_SIZE[1], amplitude=OTHER_LEVEL, video=False
+    )
+    await negotiate(speaker_ws, "publish", speaker_tx)
+    await negotiate(silent_ws, "publish", silent_tx)
+    await asyncio.sleep(1.0)
+    # Nobody has the floor: the floor slots carry nothing.
+    assert await listener_rx.packets_received("floor", "audio") == 0
+    assert await hall_rx.packets_received("floor", "video") == 0
+
+    # The floor goes to the speaker through the routing call floor control will make.
+    room = room_name(live.session_id)
+    speaker = speaker_ws.welcome["media"]["participant"]
+    routed_at = time.monotonic()
+    await live.state.media.route(room, {SinkKey(ANY, "floor"): speaker})
+    for rx in (hall_rx, listener_rx):
+        await wait_for(
+            lambda rx=rx: (
+                rx.logs["floor/video"].first_size_after(routed_at, POINT_SIZE[0]) is not None
+            ),
+            what="floor video",
+        )
+        await wait_for(lambda rx=rx: rx.logs["floor/video"].frames >= 15, what="floor frames")
+        await wait_for(lambda rx=rx: len(rx.logs["floor/audio"].levels) >= 10, what="floor audio")
+    # Still the program at the points, and the speaker never gets itself back.
+    assert listener_rx.logs["program/video"].sizes[-1][1:] == HALL_SIZE
+    assert await speaker_rx.packets_received("floor", "video") == 0
+
+    # The point off the floor sends audio that no one receives a single packet of.
+    stats = await live.state.media.stats(room)
+    silent = silent_ws.welcome["media"]["participant"]
+    assert stats[silent].published["audio"].packets_in > 20
+    assert stats[silent].published["audio"].packets_out == 0
+    for rx in (hall_rx, listener_rx):
+        levels = [level for _, level in rx.logs["floor/audio"].levels[5:]]
+        assert levels and all(level < 2500 for level in levels), "the silent point was heard"
+    assert stats[speaker].published["video"].packets_out > 0
+    assert stats[speaker].published["video"].codec.lower() == f"video/{codec}".lower()
+    assert_nothing_decoded_or_encoded(live)
+
+    for peer in (program, speaker_rx, listener_rx, hall_rx, speaker_tx, silent_tx):
+        await peer.close()
+
+
+async def test_operator_previews_a_point_without_the_floor(live_server: Live) -> None:
+    live = live_server
+    point_ws = await live.hello_point(live.credentials[PHUC_XA])
+    op_ws = await live.hello_staff()
+    assert op_ws.welcome["media"]["slots"] == ["program", "floor", "preview"]
+    point_tx = PublisherClient(width=POINT_SIZE[0], height=POINT_SIZE[1], amplitude=POINT_LEVEL)
+    await negotiate(point_ws, "publish", point_tx)
+    op_rx = SubscriberClient(("program", "floor", "preview"))
+    await negotiate(op_ws, "subscribe", op_rx)
+    reply = await op_ws.request({"type": "media.preview", "id": "pv", "point_code": PHUC_XA})
+    assert reply == {"type": "ack", "id": "pv", "result": {"point_code": PHUC_XA}}
+    await wait_for(lambda: op_rx.logs["preview/video"].frames >= 10, what="preview frames")
+    assert await op_rx.packets_received("floor", "video") == 0
+    reply = await op_ws.request({"type": "media.preview", "id": "pv2", "point_code": None})
+    assert reply["type"] == "ack"
+    await point_tx.close()
+    await op_rx.close()
+
+
+async def test_media_requests_are_checked(live_server: Live) -> None:
+    live = live_server
+    point_ws = await live.hello_point(live.credentials[PHUC_XA])
+    observer_ws = await live.hello_staff(live.tokens["observer"])
+
+    async def error_of(client: Client, message: dict[str, Any]) -> dict[str, Any]:
+        reply = await client.request(message)
+        assert reply["type"] == "error", reply
+        return reply
+
+    bad = await error_of(point_ws, {"type": "media.publish", "id": "a", "sdp": "v=0 not an offer"})
+    assert bad["code"] == "media_offer_invalid"
+    # An offer without enough sections for the point's slots.
+    one_slot = SubscriberClient(("program",))
+    wrong = await error_of(
+        point_ws, {"type": "media.subscribe", "id": "b", "sdp": await one_slot.offer()}
+    )
+    assert wrong["code"] == "media_offer_invalid"
+    assert wrong["details"]["audio"] == 1
+    await one_slot.close()
+    # Receive-only sections offered as a publication.
+    recv = SubscriberClient(("program", "floor"))
+    sdp = await recv.offer()
+    assert (await error_of(point_ws, {"type": "media.publish", "id": "c", "sdp": sdp}))[
+        "code"
+    ] == "media_offer_invalid"
+    await recv.close()
+    forbidden = await error_of(
+        observer_ws, {"type": "media.publish", "id": "d", "sdp": "v=0\r\n" * 3}
+    )
+    assert forbidden["code"] == "forbidden"
+    assert (await error_of(point_ws, {"type": "media.preview", "id": "e", "point_code": PHUC_XA}))[
+        "code"
+    ] == "forbidden"
+    op_ws = await live.hello_staff()
+    missing = await error_of(op_ws, {"type": "media.preview", "id": "f", "point_code": "nope"})
+    assert missing["code"] == "not_found"
+    wrong_type = await error_of(point_ws, {"type": "media.publish", "id": "g", "sdp": 42})
+    assert wrong_type["code"] == "validation_error"
+    # Nothing was created by any of it, and the connection still works.
+    backend = live.state.media
+    assert isinstance(backend, EmbeddedMedia)
+    members = [m for room in backend.rooms.values() for m in room.participants.values()]
+    assert all(m.publisher is None for m in members)
+    assert (await point_ws.request({"type": "ping", "id": "p"}))["type"] == "ack"

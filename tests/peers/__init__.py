@@ -1,0 +1,1 @@
+"""Real peers for tests: a coturn TURN server and a headless Chromium, started on loopback."""
