@@ -21,7 +21,7 @@ from media.errors import (
 )
 from media.ice import check_ice_settings, ice_servers_for
 from media.interface import ANY, MediaBackend, PeerAnswer, SinkKey
-from signaling.codes import ErrorCode
+from signaling.codes import CloseCode, ErrorCode
 from signaling.connection import Connection
 from signaling.protocol import IceServerInfo, MediaInfo
 
@@ -169,14 +169,25 @@ class MediaGateway:
             del self._owners[(room, participant)]
             await self.backend.remove_participant(room, participant)
 
+    def adopt(self, conn: Connection) -> None:
+        """A participant's new connection (a resume) takes over the media its last one set up."""
+        key = (room_name(conn.session_id), participant_of(conn))
+        handle = self._expiry.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+        if key in self._owners:
+            self._owners[key] = conn
+
     def disconnected(self, conn: Connection) -> None:
         """A dropped connection keeps its media for the resume window: a point whose WebSocket
-        blinks keeps its picture; if it does not come back, its peers are closed."""
+        blinks keeps its picture; if it does not come back, its peers are closed. A point that
+        left, was revoked or whose session ended loses its media at once."""
         room = room_name(conn.session_id)
         key = (room, participant_of(conn))
         if self._owners.get(key) is not conn:
             return
-        delay = self.settings.resume_window_s if conn.point_id is not None else 0.0
+        dropped = conn.close_code in (None, CloseCode.HEARTBEAT_TIMEOUT, CloseCode.OVERFLOW)
+        delay = self.settings.resume_window_s if conn.point_id is not None and dropped else 0.0
         loop = asyncio.get_running_loop()
 
         def expire() -> None:
@@ -199,6 +210,11 @@ class MediaGateway:
         name = room_name(session_id)
         if name in self._rooms:
             self._rooms.discard(name)
+            for key in [k for k in self._owners if k[0] == name]:
+                del self._owners[key]
+                handle = self._expiry.pop(key, None)
+                if handle is not None:
+                    handle.cancel()
             await self.backend.close_room(name)
 
     async def stop(self) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,10 @@ class SessionRoom:
         hub: EventHub,
         metrics: SignalingMetrics,
         intervals: IntervalWriter,
+        on_ended: Callable[[int], None] | None = None,
     ) -> None:
         self.session_id = session_id
+        self.on_ended = on_ended
         self.settings = settings
         self.sessions = sessions
         self.hub = hub
@@ -356,6 +358,8 @@ class SessionRoom:
             if self.status in ("ended", "cancelled"):
                 for conn in list(self.point_connections):
                     conn.close(CloseCode.SESSION_GONE)
+                if self.on_ended is not None:
+                    self.on_ended(self.session_id)
         elif logged.type == "invitations.added":
             self._spawn(self.reload_codes([str(c) for c in payload.get("point_codes", [])]))
         elif logged.type in ("invitation.revoked", "credential.rotated"):

@@ -133,6 +133,7 @@ class Signaling:
         self.by_account: Counter[int] = Counter()
         self.connections: set[Connection] = set()
         self._background: set[asyncio.Task[SessionRoom]] = set()
+        self._media_tasks: set[asyncio.Task[None]] = set()
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -165,6 +166,9 @@ class Signaling:
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY)
         await asyncio.gather(*(c.wait_closed(2.0) for c in list(self.connections)))
+        for media_task in list(self._media_tasks):
+            media_task.cancel()
+        await asyncio.gather(*self._media_tasks, return_exceptions=True)
         if self.media is not None:
             await self.media.stop()
         await self.hub.close()
@@ -211,10 +215,18 @@ class Signaling:
                     hub=self.hub,
                     metrics=self.metrics,
                     intervals=self.intervals,
+                    on_ended=self._session_ended,
                 )
                 await room.load()
                 self.rooms[session_id] = room
         return room
+
+    def _session_ended(self, session_id: int) -> None:
+        """An ended session's media goes at once: no point keeps sending into a closed hall."""
+        if self.media is not None:
+            task = asyncio.get_running_loop().create_task(self.media.close_session(session_id))
+            self._media_tasks.add(task)
+            task.add_done_callback(self._media_tasks.discard)
 
     # ---- one connection --------------------------------------------------------------------
 
@@ -491,6 +503,8 @@ class Signaling:
                 ).model_dump_json(),
                 exempt=True,
             )
+        if self.media is not None:
+            self.media.adopt(conn)
         if live is not None:
             room.join_point(live, conn)
         else:
@@ -704,6 +718,15 @@ class Signaling:
         media = self.media
         if media is None:
             self._error(conn, message.id, ErrorCode.MEDIA_UNAVAILABLE, "media is not enabled")
+            return
+        if room.status not in ("open", "live") and not isinstance(message, MediaLeave):
+            self._error(
+                conn,
+                message.id,
+                ErrorCode.MEDIA_UNAVAILABLE,
+                "media runs while the session is open or live",
+                {"status": room.status},
+            )
             return
         try:
             if isinstance(message, MediaPublish | MediaSubscribe):

@@ -241,3 +241,53 @@ async def test_point_behind_turn_receives_the_program(start_live: Any, coturn: C
     assert nominated_pair(rx.pc).local_candidate.type == "relay"
     await program.close()
     await rx.close()
+
+
+def media_members(live: Live) -> set[str]:
+    backend = live.state.media
+    assert isinstance(backend, EmbeddedMedia)
+    room = backend.rooms.get(room_name(live.session_id))
+    return (
+        set()
+        if room is None
+        else {name for name, m in room.participants.items() if m.publisher or m.subscriber}
+    )
+
+
+@pytest.mark.parametrize("live_server", [{"resume_window_s": 1.0}], indirect=True)
+async def test_media_follows_the_point_connection(live_server: Live) -> None:
+    live = live_server
+    codes = sorted(live.credentials)[:3]
+    peers: list[PublisherClient] = []
+
+    async def publishing(code: str) -> tuple[Client, str]:
+        ws = await live.hello_point(live.credentials[code])
+        tx = PublisherClient(width=POINT_SIZE[0], height=POINT_SIZE[1], video=False)
+        peers.append(tx)
+        await negotiate(ws, "publish", tx)
+        return ws, ws.welcome["media"]["participant"]
+
+    leaving, leaver = await publishing(codes[0])
+    dropping, dropper = await publishing(codes[1])
+    resuming, resumer = await publishing(codes[2])
+    assert media_members(live) == {leaver, dropper, resumer}
+
+    # Bye: the media goes at once.
+    await leaving.request({"type": "bye", "id": "b"})
+    await wait_for(lambda: leaver not in media_members(live), within=2, what="bye closes media")
+    # A dropped connection keeps its media through the resume window, then loses it.
+    dropping.ws.transport.abort()  # the network goes: no close frame
+    resuming.ws.transport.abort()
+    await asyncio.sleep(0.3)
+    assert {dropper, resumer} <= media_members(live)
+    # The point that resumes in time keeps its media under its new connection.
+    await live.hello_point(live.credentials[codes[2]], last_seq=resuming.welcome["seq"])
+    await asyncio.sleep(1.5)
+    assert media_members(live) == {resumer}
+
+    # The session ends: its media room closes.
+    await live.action(live.session_id, "go-live")
+    await live.action(live.session_id, "end")
+    await wait_for(lambda: not media_members(live), within=3, what="session end closes media")
+    for tx in peers:
+        await tx.close()
