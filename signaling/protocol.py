@@ -141,7 +141,7 @@ class MediaSubscribe(ClientMessageBase):
 
 
 class MediaPreview(ClientMessageBase):
-    """Operators and moderators: show one point in the own `preview` slot (monitoring, not the
+    """Operators, moderators and the hall: show one point in the own `preview` slot (monitoring, not the
     floor; no one else sees or hears it). `point_code` null ends the preview."""
 
     type: Literal["media.preview"]
