@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpTransceiver
@@ -53,24 +54,27 @@ class Pacer:
     task waits more than about the budget.
     """
 
-    def __init__(self, budget_s: float = 0.004) -> None:
+    def __init__(
+        self, budget_s: float = 0.004, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.budget_s = budget_s
-        self.slice_start = time.perf_counter()
+        self.clock = clock
+        self.slice_start = clock()
         self.yields = 0
         self.longest_slice_s = 0.0
 
     async def checkpoint(self) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         spent = now - self.slice_start
         if spent >= self.budget_s:
             self.longest_slice_s = max(self.longest_slice_s, spent)
             self.yields += 1
             await asyncio.sleep(0)
-            self.slice_start = time.perf_counter()
+            self.slice_start = self.clock()
 
     def idle(self) -> None:
         """Called when a task starts forwarding: time spent elsewhere is not ours to count."""
-        now = time.perf_counter()
+        now = self.clock()
         if now - self.slice_start > self.budget_s * 4:
             self.slice_start = now
 

@@ -55,7 +55,7 @@ def test_a_missing_private_name_is_a_typed_error_naming_it() -> None:
         hooks.require(Renamed(), hooks.SENDER_NAMES)
 
 
-def test_every_private_name_exists_on_real_objects() -> None:
+async def test_every_private_name_exists_on_real_objects() -> None:
     sender = RTCRtpSender("video", transport=_dtls())
     receiver = RTCRtpReceiver("video", transport=_dtls())
     hooks.require(sender, hooks.SENDER_NAMES)
