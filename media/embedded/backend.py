@@ -339,6 +339,16 @@ class EmbeddedMedia:
         for source in wanted:
             await source.request_keyframe()
 
+    async def refresh_routes(self, room: str) -> None:
+        """Re-attach the room's sinks after sources appeared outside a negotiation.
+
+        A worker pool adds sources relayed from other workers as their first packet arrives; their
+        routes were set long before, and this applies them.
+        """
+        target = self.rooms.get(room)
+        if target is not None:
+            await self._apply_routes(target)
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         member = self._room(room).participants.get(participant)
         if member is None:
@@ -405,12 +415,31 @@ class EmbeddedMedia:
             for room in self.rooms.values()
             for m in room.participants.values()
         )
+        decoders, encoders = self.codec_objects()
         return BackendStats(
             workers=1,
             peers=peers,
             forwarded_packets=COUNTERS.forwarded_packets,
             forward_cpu_s=COUNTERS.forward_cpu_s,
-            decoders_created=hooks.CODECS.decoders,
-            encoders_created=hooks.CODECS.encoders,
+            decoders_created=decoders,
+            encoders_created=encoders,
             cpu_s=usage.ru_utime + usage.ru_stime,
         )
+
+    def codec_objects(self) -> tuple[int, int]:
+        """Decoders and encoders on this backend's own peers (both must be zero).
+
+        Counted on the peers, not process-wide (`hooks.CODECS`), so that clients sharing the
+        process (tests, the API loop) do not count; a worker process has only server peers, and
+        its process-wide count must agree.
+        """
+        decoders = encoders = 0
+        for room in self.rooms.values():
+            for member in room.participants.values():
+                for pc in (member.publisher, member.subscriber):
+                    if pc is None:
+                        continue
+                    for transceiver in pc.getTransceivers():
+                        decoders += hooks.has_decoder(transceiver.receiver)
+                        encoders += hooks.has_encoder(transceiver.sender)
+        return decoders, encoders

@@ -62,6 +62,7 @@ SENDER_NAMES = (
     "_RTCRtpSender__cname",
     "_RTCRtpSender__lsr",
     "_RTCRtpSender__lsr_time",
+    "_RTCRtpSender__encoder",
     "_run_rtp",
     "_run_rtcp",
     "_send_rtcp",
@@ -276,6 +277,14 @@ def sender_without_encoder(sender: RTCRtpSender, report: SenderReport, rtcp: Rtc
     s._run_rtp = run_rtp
     s._run_rtcp = run_rtcp
     s._handle_rtcp_packet = handle_rtcp
+
+
+def has_decoder(receiver: RTCRtpReceiver) -> bool:
+    return getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None
+
+
+def has_encoder(sender: RTCRtpSender) -> bool:
+    return getattr(sender, "_RTCRtpSender__encoder", None) is not None
 
 
 def sender_ssrc(sender: RTCRtpSender) -> int:

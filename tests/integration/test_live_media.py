@@ -291,3 +291,33 @@ async def test_media_follows_the_point_connection(live_server: Live) -> None:
     await wait_for(lambda: not media_members(live), within=3, what="session end closes media")
     for tx in peers:
         await tx.close()
+
+
+async def test_operators_see_media_stats_per_point(live_server: Live) -> None:
+    live = live_server
+    point_ws = await live.hello_point(live.credentials[PHUC_XA])
+    tx = PublisherClient(width=POINT_SIZE[0], height=POINT_SIZE[1])
+    await negotiate(point_ws, "publish", tx)
+    participant = point_ws.welcome["media"]["participant"]
+    url = f"/api/v1/sessions/{live.session_id}/media"
+
+    async def published_video() -> int:
+        response = await live.http.get(url, headers=live.headers["observer"])
+        assert response.status_code == 200, response.text
+        rows = {p["participant"]: p for p in response.json()["participants"]}
+        row = rows[participant]
+        assert row["point_code"] == PHUC_XA
+        assert row["point_name"] == "Phường Phúc Xá"
+        return int(row["published"]["video"]["packets_in"])
+
+    deadline = time.monotonic() + 8
+    while await published_video() < 30:
+        assert time.monotonic() < deadline, "no video arrived"
+        await asyncio.sleep(0.2)
+    body = (await live.http.get(url, headers=live.op)).json()
+    assert body["backend"]["decoders_created"] == 0
+    assert body["backend"]["encoders_created"] == 0
+    assert (await live.http.get(url)).status_code == 401
+    missing = await live.http.get("/api/v1/sessions/999999/media", headers=live.op)
+    assert missing.status_code == 404
+    await tx.close()

@@ -1,0 +1,1 @@
+"""Media statistics of a session for the hall operators' console."""
