@@ -64,6 +64,18 @@ def parse_offer(sdp: str) -> Any:
         raise MediaOfferInvalid(f"the offer is not valid SDP: {exc}") from exc
     if not description.media:
         raise MediaOfferInvalid("the offer has no media section")
+    mids = [m.rtp.muxId for m in description.media if m.kind in KINDS]
+    if len(mids) > 1:
+        bundled = {
+            item
+            for group in description.group
+            if group.semantic == "BUNDLE"
+            for item in group.items
+        }
+        if not set(mids) <= bundled:
+            raise MediaOfferInvalid(
+                "the offer must bundle its sections (BUNDLE group, bundlePolicy max-bundle)"
+            )
     for media in description.media:
         if media.kind in KINDS and (
             media.ice is None or not media.ice.usernameFragment or not media.dtls
@@ -171,7 +183,6 @@ class EmbeddedMedia:
         if not kinds:
             raise MediaOfferInvalid("the offer sends neither audio nor video")
         member = target.participants.setdefault(participant, Participant(participant))
-        await self._close_publisher(member)
         pc = self._peer()
         for kind in kinds:
             transceiver = pc.addTransceiver(kind, direction="recvonly")
@@ -181,22 +192,27 @@ class EmbeddedMedia:
                 transceiver.setCodecPreferences(
                     _capabilities("video", (*SUPPORTED_VIDEO, "video/rtx"))
                 )
+        sources: dict[Kind, Source] = {}
         try:
             await self._apply_offer(pc, offer_sdp)
             for transceiver in pc.getTransceivers():
-                member.sources[transceiver.kind] = Source(  # type: ignore[index]
+                sources[transceiver.kind] = Source(  # type: ignore[index]
                     participant,
                     transceiver.kind,  # type: ignore[arg-type]
                     transceiver.receiver,
                     self.pacer,
                 )
-            member.publisher = pc
-            member.role = role
             answer = await self._answer(pc)
         except BaseException:
-            await self._close_publisher(member)
+            for source in sources.values():
+                source.close()
             await pc.close()
             raise
+        # Only a new publication that negotiated replaces the old one: a refused offer costs nothing.
+        await self._close_publisher(member)
+        member.sources = sources
+        member.publisher = pc
+        member.role = role
         self._watch(target, member, pc, publisher=True)
         await self._apply_routes(target)
         codecs = {kind: hooks.negotiated(t)[0][0].mimeType for kind, t in self._by_kind(pc).items()}
@@ -224,7 +240,6 @@ class EmbeddedMedia:
                 details={"audio": counts["audio"], "video": counts["video"]},
             )
         member = target.participants.setdefault(participant, Participant(participant))
-        await self._close_subscriber(member)
         pc = self._peer()
         sinks: dict[tuple[str, Kind], Sink] = {}
         for slot in slots:
@@ -234,14 +249,14 @@ class EmbeddedMedia:
                 sinks[(slot, kind)] = Sink(participant, slot, kind, transceiver)
         try:
             await self._apply_offer(pc, offer_sdp)
-            member.subscriber = pc
-            member.sinks = sinks
-            member.slots = tuple(slots)
             answer = await self._answer(pc)
         except BaseException:
-            await self._close_subscriber(member)
             await pc.close()
             raise
+        await self._close_subscriber(member)
+        member.subscriber = pc
+        member.sinks = sinks
+        member.slots = tuple(slots)
         self._watch(target, member, pc, publisher=False)
         await self._apply_routes(target)
         codecs = {kind: hooks.negotiated(t)[0][0].mimeType for kind, t in self._by_kind(pc).items()}

@@ -117,3 +117,23 @@ async def test_typed_errors_change_nothing(backend: EmbeddedMedia) -> None:
     assert "x" not in backend.rooms["r"].participants or (
         backend.rooms["r"].participants["x"].publisher is None
     )
+
+
+async def test_a_refused_offer_keeps_the_working_publication(backend: EmbeddedMedia) -> None:
+    hall, rx = await join(backend)
+    member = backend.rooms["r"].participants["hall"]
+    working = member.publisher
+    again = PublisherClient(width=160, height=96)
+    offer = await again.offer()
+    unbundled = "\r\n".join(x for x in offer.split("\r\n") if not x.startswith("a=group:"))
+    with pytest.raises(MediaOfferInvalid, match="bundle"):
+        await backend.add_publisher("r", "hall", unbundled, role="hall")
+    no_codec = offer.replace("VP8/90000", "XP8/90000").replace("opus/48000", "xopus/48000")
+    with pytest.raises((MediaCodecUnsupported, MediaOfferInvalid)):
+        await backend.add_publisher("r", "hall", no_codec, role="hall")
+    assert member.publisher is working
+    frames = rx.logs["program/video"].frames
+    await until(lambda: rx.logs["program/video"].frames > frames + 10)
+    await again.close()
+    await hall.close()
+    await rx.close()
