@@ -23,12 +23,14 @@ from app.events.endpoints import router as events_router
 from app.http_errors import ErrorBody, install_error_handlers
 from app.invitations.endpoints import join_router
 from app.invitations.endpoints import router as invitations_router
+from app.media_stats.endpoints import router as media_stats_router
 from app.middleware import BodySizeLimit, RequestContext
 from app.points.endpoints import IMPORT_PATH
 from app.points.endpoints import router as points_router
 from app.sessions.endpoints import router as sessions_router
 from app.settings import Settings
 from app.state import ServiceState
+from app.whip.endpoints import router as whip_router
 from media.factory import create_backend
 from migrations.runner import head_revision
 from models.engine import create_engine, reader_factory, session_factory
@@ -122,6 +124,8 @@ def create_app(settings: Settings) -> FastAPI:
         invitations_router,
         events_router,
         join_router,
+        whip_router,
+        media_stats_router,
     ):
         api.include_router(router)
     app.include_router(api)
@@ -157,7 +161,8 @@ def create_app(settings: Settings) -> FastAPI:
         allow_origins=settings.effective_origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["X-Request-ID"],
+        # WHIP clients in browsers read the resource URL, its ETag and the ICE servers.
+        expose_headers=["X-Request-ID", "Location", "ETag", "Link"],
     )
 
     def body_limit(path: str) -> int:

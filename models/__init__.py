@@ -7,6 +7,7 @@ from models.invitation import Invitation
 from models.point import Point
 from models.presence_interval import PresenceInterval
 from models.session import ConferenceSession, SessionStatus
+from models.whip import WhipToken
 
 __all__ = [
     "Account",
@@ -18,4 +19,5 @@ __all__ = [
     "Role",
     "SessionEvent",
     "SessionStatus",
+    "WhipToken",
 ]

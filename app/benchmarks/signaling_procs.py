@@ -100,7 +100,8 @@ def serve_diemcau(
     from app.server import server_config
     from app.settings import Settings
 
-    settings = Settings().with_secret()
+    # No media is negotiated here, and a daemon process may not start media worker processes.
+    settings = Settings(media_workers=0).with_secret()
     configure_logging(settings.log_level, settings.log_format)
     PhaseRecorder(Path(phase_dir), profile=profile, freeze_gc=freeze_gc).install()
     uvicorn.Server(server_config(settings)).run()

@@ -183,6 +183,10 @@ def valid_bodies(w: World) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
             {"point_codes": ["P001"], "district_codes": [], "province_codes": [], "rotate": False},
         ),
         ("POST", f"{API}/join/verify"): (f"{API}/join/verify", {"credential": w.credential}),
+        ("POST", f"{API}/sessions/{{session_id}}/whip-tokens"): (
+            f"{API}/sessions/{s}/whip-tokens",
+            {"label": "OBS"},
+        ),
     }
 
 
@@ -369,6 +373,7 @@ LONG = [
     ("POST", "/join/verify", {"credential": "dc1_" + "c" * 197}),
     ("POST", "/sessions/{s}/invitations", {"point_codes": ["P001"] * 10_001}),
     ("POST", "/sessions/{s}/join-links", {"district_codes": ["D1"] * 10_001}),
+    ("POST", "/sessions/{s}/whip-tokens", {"label": "l" * 101}),
 ]
 
 
@@ -412,6 +417,8 @@ async def test_text_that_no_database_stores_is_refused_alike(
         ),
         ("POST", "/auth/login", b'{"username": "observer\\u0000", "password": "x"}'),
         ("POST", "/join/verify", b'{"credential": "dc1_\\u0000"}'),
+        ("POST", f"/sessions/{s}/whip-tokens", b'{"label": "\\u0000"}'),
+        ("POST", f"/sessions/{s}/whip-tokens", b'{"label": "\\ud800"}'),
         ("GET", "/points?q=%00", None),
         ("GET", "/points?district_code=%00&province_code=x%00", None),
         ("GET", f"/sessions/{s}/invitations?q=a%00", None),

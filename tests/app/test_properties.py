@@ -69,6 +69,8 @@ class Running:
             account_id=self.target_account_id,
             code="P001",
             command=command,
+            token_id=1,
+            resource_id="r1",
         )
 
 
@@ -272,6 +274,12 @@ PARAM_ROUTES = [
     ("GET", "/accounts/{a}"),
     ("PATCH", "/accounts/{a}"),
     ("POST", "/accounts/{a}/password"),
+    ("GET", "/sessions/{a}/whip-tokens"),
+    ("POST", "/sessions/{a}/whip-tokens"),
+    ("DELETE", "/sessions/{a}/whip-tokens/{b}"),
+    ("POST", "/whip/{a}"),
+    ("DELETE", "/whip/{a}/resources/{b}"),
+    ("PATCH", "/whip/{a}/resources/{b}"),
 ]
 # Bodies that are valid where one is needed, so the path parameters reach the services. The
 # password is too short: a valid one would end the admin's own token when the id hits it.
@@ -279,6 +287,7 @@ PARAM_BODIES = {
     "/sessions/{a}/invitations": {"point_codes": ["P002"]},
     "/sessions/{a}/join-links": {},
     "/accounts/{a}/password": {"password": "short"},
+    "/sessions/{a}/whip-tokens": {},
 }
 
 

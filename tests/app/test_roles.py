@@ -157,6 +157,33 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", f"{API}/sessions/{{session_id}}/events"): Call(
             STAFF, f"{API}/sessions/{s}/events", 200
         ),
+        ("GET", f"{API}/sessions/{{session_id}}/media"): Call(
+            STAFF, f"{API}/sessions/{s}/media", 200
+        ),
+        # A label too long: refused every time, so no token piles up.
+        ("POST", f"{API}/sessions/{{session_id}}/whip-tokens"): Call(
+            OPERATORS, f"{API}/sessions/{s}/whip-tokens", 422, json={"label": "x" * 101}
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/whip-tokens"): Call(
+            OPERATORS, f"{API}/sessions/{s}/whip-tokens", 200
+        ),
+        ("DELETE", f"{API}/sessions/{{session_id}}/whip-tokens/{{token_id}}"): Call(
+            OPERATORS, f"{API}/sessions/{s}/whip-tokens/999999", 404
+        ),
+        # WHIP takes its own bearer token (tests/whip): no caller here has one.
+        ("POST", f"{API}/whip/{{session_id}}"): Call(
+            PUBLIC, f"{API}/whip/{s}", 401, content=b"v=0\r\n", content_type="application/sdp"
+        ),
+        ("DELETE", f"{API}/whip/{{session_id}}/resources/{{resource_id}}"): Call(
+            PUBLIC, f"{API}/whip/{s}/resources/r1", 401
+        ),
+        ("PATCH", f"{API}/whip/{{session_id}}/resources/{{resource_id}}"): Call(
+            PUBLIC, f"{API}/whip/{s}/resources/r1", 405
+        ),
+        ("OPTIONS", f"{API}/whip/{{session_id}}"): Call(PUBLIC, f"{API}/whip/{s}", 204),
+        ("OPTIONS", f"{API}/whip/{{session_id}}/resources/{{resource_id}}"): Call(
+            PUBLIC, f"{API}/whip/{s}/resources/r1", 204
+        ),
     }
 
 

@@ -32,6 +32,7 @@ APP_TABLES = {
     "invitations",
     "session_events",
     "presence_intervals",
+    "whip_tokens",
 }
 # A few names written out by hand, so that a change of convention is noticed here.
 KNOWN_NAMES = {
@@ -67,6 +68,12 @@ KNOWN_NAMES = {
         "fk_presence_intervals_session_id_conference_sessions",
         "fk_presence_intervals_point_id_points",
         "ix_presence_intervals_session_id",
+    },
+    "whip_tokens": {
+        "pk_whip_tokens",
+        "fk_whip_tokens_session_id_conference_sessions",
+        "uq_whip_tokens_token_hash",
+        "ix_whip_tokens_session_id",
     },
 }
 PREFIXES = ("pk_", "uq_", "fk_", "ix_", "ck_")
@@ -145,6 +152,9 @@ def check_migrated(url: str) -> None:
     }
     assert schema["conference_sessions"]["fks"] == {
         "fk_conference_sessions_created_by_accounts": ("accounts", "SET NULL"),
+    }
+    assert schema["whip_tokens"]["fks"] == {
+        "fk_whip_tokens_session_id_conference_sessions": ("conference_sessions", "CASCADE"),
     }
     differences = with_connection(url, drift)
     assert differences == [], differences
