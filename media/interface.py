@@ -101,6 +101,15 @@ class MediaBackend(Protocol):
 
     async def remove_participant(self, room: str, participant: str) -> None: ...
 
+    async def remove_publisher(self, room: str, participant: str) -> None:
+        """Close only what the participant sends (a WHIP program ends, the hall page keeps its
+        floor view); unknown rooms and participants are ignored."""
+        ...
+
+    async def remove_subscriber(self, room: str, participant: str) -> None:
+        """Close only what the participant receives."""
+        ...
+
     async def route(self, room: str, routes: Mapping[SinkKey, str | None]) -> None:
         """Set where slots take media from: a publishing participant, or None for silence.
 

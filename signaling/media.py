@@ -37,6 +37,7 @@ SLOTS_BY_ROLE: dict[str, tuple[str, ...]] = {
     "observer": (PROGRAM, FLOOR),
 }
 PREVIEW_ROLES = frozenset({"operator", "moderator", "hall"})
+PUB, SUB = "publisher", "subscriber"
 
 
 class MediaRefused(Exception):
@@ -84,8 +85,9 @@ class MediaGateway:
         self.ice = check_ice_settings(settings)
         self._rooms: set[str] = set()
         self._room_lock = asyncio.Lock()
-        self._owners: dict[tuple[str, str], Connection] = {}
-        self._expiry: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # Who set up each direction of a participant's media: (room, participant, PUB | SUB).
+        self._owners: dict[tuple[str, str, str], Connection] = {}
+        self._expiry: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def info(self, conn: Connection, session_end: float | None) -> MediaInfo:
@@ -112,14 +114,23 @@ class MediaGateway:
                 self._rooms.add(name)
         return name
 
-    def _claim(self, conn: Connection, room: str) -> str:
+    def _claim(self, conn: Connection, room: str, part: str) -> str:
         participant = participant_of(conn)
-        key = (room, participant)
+        key = (room, participant, part)
         self._owners[key] = conn
         handle = self._expiry.pop(key, None)
         if handle is not None:
             handle.cancel()
         return participant
+
+    def disown(self, session_id: int, participant: str, part: str) -> None:
+        """Something other than a connection (WHIP) now holds this direction: no connection's
+        departure may close it."""
+        key = (room_name(session_id), participant, part)
+        self._owners.pop(key, None)
+        handle = self._expiry.pop(key, None)
+        if handle is not None:
+            handle.cancel()
 
     async def publish(self, conn: Connection, sdp: str) -> PeerAnswer:
         if conn.point_id is None and conn.role != "hall":
@@ -129,24 +140,28 @@ class MediaGateway:
                 {"role": conn.role},
             )
         room = await self.ensure_room(conn.session_id)
-        participant = self._claim(conn, room)
+        participant = participant_of(conn)
         try:
-            return await self.backend.add_publisher(
+            answer = await self.backend.add_publisher(
                 room, participant, sdp, role="point" if conn.point_id is not None else "hall"
             )
         except DiemcauError as exc:
             raise _typed(exc) from None
+        self._claim(conn, room, PUB)
+        return answer
 
     async def subscribe(self, conn: Connection, sdp: str) -> PeerAnswer:
         slots = SLOTS_BY_ROLE.get(conn.role)
         if not slots:
             raise MediaRefused(ErrorCode.FORBIDDEN, "this role receives no media")
         room = await self.ensure_room(conn.session_id)
-        participant = self._claim(conn, room)
+        participant = participant_of(conn)
         try:
-            return await self.backend.add_subscriber(room, participant, sdp, slots=slots)
+            answer = await self.backend.add_subscriber(room, participant, sdp, slots=slots)
         except DiemcauError as exc:
             raise _typed(exc) from None
+        self._claim(conn, room, SUB)
+        return answer
 
     async def preview(self, conn: Connection, point_id: int | None) -> None:
         if conn.role not in PREVIEW_ROLES:
@@ -162,47 +177,55 @@ class MediaGateway:
         except DiemcauError as exc:
             raise _typed(exc) from None
 
+    def _owned(self, conn: Connection) -> list[tuple[str, str, str]]:
+        room, participant = room_name(conn.session_id), participant_of(conn)
+        return [
+            (room, participant, part)
+            for part in (PUB, SUB)
+            if self._owners.get((room, participant, part)) is conn
+        ]
+
     async def leave(self, conn: Connection) -> None:
-        room = room_name(conn.session_id)
-        participant = participant_of(conn)
-        if self._owners.get((room, participant)) is conn:
-            del self._owners[(room, participant)]
-            await self.backend.remove_participant(room, participant)
+        for key in self._owned(conn):
+            del self._owners[key]
+            await self._remove(*key)
 
     def adopt(self, conn: Connection) -> None:
         """A participant's new connection (a resume) takes over the media its last one set up."""
-        key = (room_name(conn.session_id), participant_of(conn))
-        handle = self._expiry.pop(key, None)
-        if handle is not None:
-            handle.cancel()
-        if key in self._owners:
-            self._owners[key] = conn
+        room, participant = room_name(conn.session_id), participant_of(conn)
+        for part in (PUB, SUB):
+            key = (room, participant, part)
+            handle = self._expiry.pop(key, None)
+            if handle is not None:
+                handle.cancel()
+            if key in self._owners:
+                self._owners[key] = conn
 
     def disconnected(self, conn: Connection) -> None:
         """A dropped connection keeps its media for the resume window: a point whose WebSocket
         blinks keeps its picture; if it does not come back, its peers are closed. A point that
         left, was revoked or whose session ended loses its media at once."""
-        room = room_name(conn.session_id)
-        key = (room, participant_of(conn))
-        if self._owners.get(key) is not conn:
-            return
         dropped = conn.close_code in (None, CloseCode.HEARTBEAT_TIMEOUT, CloseCode.OVERFLOW)
         delay = self.settings.resume_window_s if conn.point_id is not None and dropped else 0.0
         loop = asyncio.get_running_loop()
+        for key in self._owned(conn):
 
-        def expire() -> None:
-            self._expiry.pop(key, None)
-            if self._owners.get(key) is conn:
-                del self._owners[key]
-                task = loop.create_task(self._remove(*key))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            def expire(key: tuple[str, str, str] = key) -> None:
+                self._expiry.pop(key, None)
+                if self._owners.get(key) is conn:
+                    del self._owners[key]
+                    task = loop.create_task(self._remove(*key))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
 
-        self._expiry[key] = loop.call_later(delay, expire)
+            self._expiry[key] = loop.call_later(delay, expire)
 
-    async def _remove(self, room: str, participant: str) -> None:
+    async def _remove(self, room: str, participant: str, part: str) -> None:
         try:
-            await self.backend.remove_participant(room, participant)
+            if part == PUB:
+                await self.backend.remove_publisher(room, participant)
+            else:
+                await self.backend.remove_subscriber(room, participant)
         except DiemcauError:
             logger.warning("media of %s in %s could not be closed", participant, room)
 

@@ -41,7 +41,7 @@ from media.ice import IceServer, ice_servers_for
 from media.interface import KINDS, PeerAnswer
 from models import ConferenceSession, WhipToken
 from models.base import utcnow
-from signaling.media import HALL, MediaGateway
+from signaling.media import HALL, PUB, MediaGateway
 
 logger = logging.getLogger("diemcau.whip")
 
@@ -327,6 +327,8 @@ class WhipIngests:
         async with self._lock(session_id):
             room = await gateway.ensure_room(session_id)
             answer = await self.state.media.add_publisher(room, HALL, sdp, role="hall")
+            # The program is WHIP's now: the hall page's connection leaving must not end it.
+            gateway.disown(session_id, HALL, PUB)
             previous = self.current.get(session_id)
             ingest = Ingest(session_id, secrets.token_urlsafe(16), token_id, room)
             # Current before the token is checked again, so that a revocation committing in
@@ -393,10 +395,8 @@ class WhipIngests:
         return True
 
     async def _remove(self, room: str) -> None:
-        # The backend has no call that closes only a participant's publisher: this also closes
-        # what `hall` receives (the hall page's floor/preview subscription), which then has to
-        # subscribe again. See docs/whip.md, "Limits".
-        await self.state.media.remove_participant(room, HALL)
+        # Only the program: the hall page keeps receiving the floor and its preview.
+        await self.state.media.remove_publisher(room, HALL)
 
     async def _record_end(self, ingest: Ingest, reason: str, actor: str) -> None:
         logger.info(

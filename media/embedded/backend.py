@@ -24,7 +24,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
-from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
+from aiortc.exceptions import OperationError
 
 from media.embedded import hooks
 from media.embedded.forwarding import COUNTERS, Pacer, Sink, Source, codec_key
@@ -55,32 +55,46 @@ SUPPORTED_AUDIO = ("audio/opus",)
 
 
 def parse_offer(sdp: str) -> Any:
-    """aiortc reports malformed SDP as untyped ValueError/IndexError/KeyError: make them typed."""
+    """aiortc reports malformed SDP with whatever its parser trips on (ValueError, IndexError,
+    AssertionError, StopIteration, ...) and takes some inconsistent offers only to fail later with
+    a half-built peer: check what negotiation relies on here and make every refusal typed."""
     if len(sdp.encode()) > MAX_SDP_BYTES:
         raise MediaOfferInvalid(f"the offer is larger than {MAX_SDP_BYTES} bytes")
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
-        raise MediaOfferInvalid(f"the offer is not valid SDP: {exc}") from exc
+    except Exception as exc:
+        raise MediaOfferInvalid(f"the offer is not valid SDP: {exc!r}") from None
     if not description.media:
         raise MediaOfferInvalid("the offer has no media section")
-    mids = [m.rtp.muxId for m in description.media if m.kind in KINDS]
-    if len(mids) > 1:
-        bundled = {
-            item
-            for group in description.group
-            if group.semantic == "BUNDLE"
-            for item in group.items
-        }
-        if not set(mids) <= bundled:
-            raise MediaOfferInvalid(
-                "the offer must bundle its sections (BUNDLE group, bundlePolicy max-bundle)"
-            )
+    mids: list[str] = []
     for media in description.media:
-        if media.kind in KINDS and (
-            media.ice is None or not media.ice.usernameFragment or not media.dtls
-        ):
+        if media.kind not in KINDS:
+            raise MediaOfferInvalid(
+                f"the offer has a {media.kind!r} section: only audio and video are taken",
+                details={"kind": str(media.kind)},
+            )
+        if media.ice is None or not media.ice.usernameFragment or not media.dtls:
             raise MediaOfferInvalid("the offer lacks ICE credentials or a DTLS fingerprint")
+        if not media.rtp.muxId:
+            raise MediaOfferInvalid("every section needs an a=mid")
+        mids.append(str(media.rtp.muxId))
+    if len(set(mids)) != len(mids):
+        raise MediaOfferInvalid("two sections have the same a=mid", details={"mids": mids})
+    bundled = [
+        str(item)
+        for group in description.group
+        if group.semantic == "BUNDLE"
+        for item in group.items
+    ]
+    if not set(bundled) <= set(mids):
+        raise MediaOfferInvalid(
+            "the BUNDLE group names a section the offer does not have",
+            details={"bundle": bundled, "mids": mids},
+        )
+    if len(mids) > 1 and not set(mids) <= set(bundled):
+        raise MediaOfferInvalid(
+            "the offer must bundle its sections (BUNDLE group, bundlePolicy max-bundle)"
+        )
     return description
 
 
@@ -206,7 +220,7 @@ class EmbeddedMedia:
         except BaseException:
             for source in sources.values():
                 source.close()
-            await pc.close()
+            await self._discard(pc)
             raise
         # Only a new publication that negotiated replaces the old one: a refused offer costs nothing.
         await self._close_publisher(member)
@@ -251,7 +265,7 @@ class EmbeddedMedia:
             await self._apply_offer(pc, offer_sdp)
             answer = await self._answer(pc)
         except BaseException:
-            await pc.close()
+            await self._discard(pc)
             raise
         await self._close_subscriber(member)
         member.subscriber = pc
@@ -298,14 +312,26 @@ class EmbeddedMedia:
                 "no codec in common: the server forwards VP8 or H264 video and Opus audio",
                 details={"reason": str(exc)},
             ) from exc
-        except (ValueError, IndexError, KeyError, InvalidAccessError, InvalidStateError) as exc:
-            raise MediaOfferInvalid(f"the offer was refused: {exc}") from exc
+        except Exception as exc:  # aiortc refuses inconsistent offers with assorted errors
+            raise MediaOfferInvalid(f"the offer was refused: {exc!r}") from exc
 
     async def _answer(self, pc: RTCPeerConnection) -> str:
-        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            raise MediaOfferInvalid(f"the offer cannot be answered: {exc!r}") from exc
         local = pc.localDescription
         assert local is not None
         return str(local.sdp)
+
+    @staticmethod
+    async def _discard(pc: RTCPeerConnection) -> None:
+        """Close a peer that failed to negotiate; it may be half-built, and closing it must not
+        hide the error that is being reported."""
+        try:
+            await pc.close()
+        except Exception:
+            logger.warning("a half-negotiated peer connection failed to close", exc_info=True)
 
     @staticmethod
     def _by_kind(pc: RTCPeerConnection) -> dict[Kind, RTCRtpTransceiver]:
@@ -381,6 +407,24 @@ class EmbeddedMedia:
         member = target.participants.pop(participant, None)
         if member is not None:
             await self._close_participant(member)
+
+    async def remove_publisher(self, room: str, participant: str) -> None:
+        await self._remove_part(room, participant, publisher=True)
+
+    async def remove_subscriber(self, room: str, participant: str) -> None:
+        await self._remove_part(room, participant, publisher=False)
+
+    async def _remove_part(self, room: str, participant: str, *, publisher: bool) -> None:
+        target = self.rooms.get(room)
+        member = target.participants.get(participant) if target is not None else None
+        if target is None or member is None:
+            return
+        if publisher:
+            await self._close_publisher(member)
+        else:
+            await self._close_subscriber(member)
+        if member.publisher is None and member.subscriber is None:
+            target.participants.pop(participant, None)
 
     async def _close_participant(self, member: Participant) -> None:
         await self._close_publisher(member)

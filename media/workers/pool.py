@@ -544,6 +544,34 @@ class WorkerPool:
             await self._gather(others, "remove_participant", room, participant)
         await self._update_targets(room)
 
+    async def remove_publisher(self, room: str, participant: str) -> None:
+        await self._remove_part(room, participant, publisher=True)
+
+    async def remove_subscriber(self, room: str, participant: str) -> None:
+        await self._remove_part(room, participant, publisher=False)
+
+    async def _remove_part(self, room: str, participant: str, *, publisher: bool) -> None:
+        state = self._rooms.get(room)
+        placement = state.members.get(participant) if state is not None else None
+        if state is None or placement is None:
+            return
+        keeps_other = placement.subscribed if publisher else placement.publishing
+        if not keeps_other:
+            await self.remove_participant(room, participant)
+            return
+        owner = self._workers[placement.worker] if placement.worker < len(self._workers) else None
+        if owner is not None and owner.usable and not placement.lost:
+            op = "remove_publisher" if publisher else "remove_subscriber"
+            await owner.call(op, room, participant, timeout_s=self.call_timeout_s)
+        if publisher:
+            placement.publisher = False
+            # Other workers may hold a relayed copy of its sources.
+            others = [h for h in self._workers if h.usable and h is not owner]
+            await self._gather(others, "remove_participant", room, participant)
+        else:
+            placement.slots = ()
+        await self._update_targets(room)
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         placement = self._room(room).members.get(participant)
         if placement is None:

@@ -120,6 +120,8 @@ class Worker:
             "add_publisher": self.add_publisher,
             "add_subscriber": self.add_subscriber,
             "remove_participant": self.remove_participant,
+            "remove_publisher": self.remove_publisher,
+            "remove_subscriber": self.remove_subscriber,
             "route": self.route,
             "request_keyframe": self.request_keyframe,
             "stats": self.stats,
@@ -210,6 +212,12 @@ class Worker:
         """Removes a local participant, or this worker's relayed copy of one held elsewhere."""
         self.relay.forget(room, participant)
         await self.media.remove_participant(room, participant)
+
+    async def remove_publisher(self, room: str, participant: str) -> None:
+        await self.media.remove_publisher(room, participant)
+
+    async def remove_subscriber(self, room: str, participant: str) -> None:
+        await self.media.remove_subscriber(room, participant)
 
     async def route(self, room: str, routes: Mapping[SinkKey, str | None]) -> None:
         await self.media.route(room, routes)

@@ -159,3 +159,46 @@ async def test_whip_program_reaches_points(live_server: Live, codec: str) -> Non
             await encoder.close()
         await early.close()
         await late.close()
+
+
+async def test_whip_program_and_the_hall_page_do_not_end_each_other(live_server: Live) -> None:
+    """The hall page (floor + preview over the WebSocket) and the WHIP program are separate."""
+    live = live_server
+    token = await mint(live, "OBS")
+    hall_ws = await live.hello_staff(role="hall")
+    hall_rx = SubscriberClient(("floor", "preview"))
+    await subscribe(hall_ws, hall_rx)
+    encoder = PublisherClient(width=HALL_SIZE[0], height=HALL_SIZE[1])
+    point_ws = await live.hello_point(live.credentials[sorted(live.credentials)[0]])
+    point_rx = SubscriberClient(("program", "floor"))
+    await subscribe(point_ws, point_rx)
+    try:
+        response = await whip_post(live, token["whip_url"], token["token"], await encoder.offer())
+        assert response.status_code == 201, response.text
+        await encoder.accept(response.text)
+        await wait_for(more_than(point_rx, "program/video", 10), "program at the point")
+
+        # The hall page leaves: the program goes on.
+        await hall_ws.close()
+        await asyncio.sleep(0.5)
+        assert await hall_published(live)
+        seen = frames(point_rx)
+        await wait_for(
+            more_than(point_rx, "program/video", seen + 10), "program after the page left"
+        )
+
+        # The hall page comes back and subscribes; ending the program keeps its subscription.
+        hall_ws = await live.hello_staff(role="hall")
+        await hall_rx.close()
+        hall_rx = SubscriberClient(("floor", "preview"))
+        await subscribe(hall_ws, hall_rx)
+        response = await live.http.delete(
+            response.headers["location"], headers={"Authorization": f"Bearer {token['token']}"}
+        )
+        assert response.status_code == 200, response.text
+        stats = await live.state.media.stats(room_name(live.session_id))
+        assert stats["hall"].publisher_state is None
+        assert stats["hall"].subscriber_state in ("connecting", "connected")
+    finally:
+        for peer in (encoder, hall_rx, point_rx):
+            await peer.close()
