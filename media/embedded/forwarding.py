@@ -111,7 +111,7 @@ COUNTERS = Counters()
 class Source:
     """One published track. Sinks attach to it; it keeps the SR mapping and asks for keyframes."""
 
-    PLI_MIN_INTERVAL_S = 0.5
+    PLI_MIN_INTERVAL_S = 0.3
 
     def __init__(
         self, participant: str, kind: Kind, receiver: RTCRtpReceiver, pacer: Pacer
@@ -129,6 +129,7 @@ class Source:
         self.last_pli = 0.0
         self.pending_pli = False
         self.stats = KindStats()
+        self.stale_skips = 0
         self.closed = False
         hooks.receive_without_decoder(receiver)
         hooks.tap_rtp(receiver, self.on_rtp)
@@ -175,6 +176,11 @@ class Source:
             now = time.monotonic()
             ntp = hooks.ntp_now()
             for sink in list(self.sinks):
+                if sink.source is not self:
+                    # Re-routed while this fan-out yielded: the packet belongs to its old source's
+                    # numbering and would be refused by SRTP replay protection at the new one.
+                    self.stale_skips += 1
+                    continue
                 sent = await sink.forward(self, packet, keyframe, now, ntp)
                 if sent:
                     self.stats.packets_out += 1

@@ -32,6 +32,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
 )
+from pylibsrtp import Error as SrtpError
 
 from media.errors import AiortcInternalsChanged
 
@@ -306,13 +307,14 @@ class RawSender:
     in the spike). Relayed pairs go through aioice so TURN framing is applied.
     """
 
-    __slots__ = ("_connection", "_dtls", "_protect")
+    __slots__ = ("_connection", "_dtls", "_protect", "errors")
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         require(dtls, DTLS_NAMES)
         self._dtls = dtls
         self._protect: Callable[[bytes], bytes] | None = None
         self._connection = dtls.transport._connection
+        self.errors = 0
 
     @property
     def connected(self) -> bool:
@@ -331,12 +333,17 @@ class RawSender:
             if srtp is None:
                 return 0
             self._protect = srtp.protect
-        protected: bytes = self._protect(data)
-        protocol = pair.protocol
-        if type(protocol) is StunProtocol and protocol.transport is not None:
-            protocol.transport.sendto(protected, pair.remote_addr)
-        else:
-            await protocol.send_data(protected, pair.remote_addr)
+        try:
+            protected: bytes = self._protect(data)
+            protocol = pair.protocol
+            if type(protocol) is StunProtocol and protocol.transport is not None:
+                protocol.transport.sendto(protected, pair.remote_addr)
+            else:
+                await protocol.send_data(protected, pair.remote_addr)
+        except (SrtpError, OSError, ConnectionError):
+            # One packet lost for this subscriber; the fan-out to the others goes on.
+            self.errors += 1
+            return 0
         return len(protected)
 
     async def send_rtcp(self, data: bytes) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from media.embedded.backend import EmbeddedMedia
+from media.embedded.forwarding import Pacer
 from media.errors import MediaCodecUnsupported, MediaOfferInvalid, MediaRoomNotFound
 from media.interface import ANY, SinkKey
 from media.loadgen import PublisherClient, SubscriberClient
@@ -137,3 +138,67 @@ async def test_a_refused_offer_keeps_the_working_publication(backend: EmbeddedMe
     await again.close()
     await hall.close()
     await rx.close()
+
+
+class SwitchingPacer(Pacer):
+    """Runs one armed action at the next yield point of a fan-out: a floor switch that lands
+    exactly while a source is between two of its sinks."""
+
+    def __init__(self) -> None:
+        super().__init__(budget_s=0.0)
+        self.armed: Callable[[], Awaitable[None]] | None = None
+
+    async def checkpoint(self) -> None:
+        action, self.armed = self.armed, None
+        if action is not None:
+            await action()
+        await super().checkpoint()
+
+
+async def test_switching_the_floor_mid_fan_out_loses_no_subscriber() -> None:
+    """The old source's packet must not go to a sink already moved to the new source: SRTP would
+    refuse it as a replay and, before the fix, the rest of that fan-out stopped with it."""
+    pacer = SwitchingPacer()
+    media = EmbeddedMedia(pacer=pacer)
+    await media.create_room("r")
+    peers: list[PublisherClient | SubscriberClient] = []
+    try:
+        for name, level in (("a", 2000), ("b", 6000)):
+            tx = PublisherClient(video=False, amplitude=level)
+            peers.append(tx)
+            answer = await media.add_publisher("r", name, await tx.offer(), role="point")
+            await tx.accept(answer.sdp)
+        listeners = []
+        for i in range(4):
+            rx = SubscriberClient(("floor",))
+            peers.append(rx)
+            answer = await media.add_subscriber("r", f"l{i}", await rx.offer(), slots=("floor",))
+            await rx.accept(answer.sdp)
+            listeners.append(rx)
+        await media.route("r", {SinkKey(ANY, "floor"): "a"})
+        for rx in listeners:
+            await until(lambda rx=rx: len(rx.logs["floor/audio"].levels) > 10)
+        switched = time.monotonic()
+
+        async def switch() -> None:
+            await media.route("r", {SinkKey(ANY, "floor"): "b"})
+
+        pacer.armed = switch
+        await until(lambda: pacer.armed is None)
+        old = media.rooms["r"].participants["a"].sources["audio"]
+        assert old.stale_skips >= 1  # the switch did land inside a fan-out
+        for rx in listeners:
+            await until(
+                lambda rx=rx: (
+                    rx.logs["floor/audio"].first_level_after(switched, 3000, 1e9) is not None
+                )
+            )
+        for name, member in media.rooms["r"].participants.items():
+            if name.startswith("l"):
+                raw = member.sinks[("floor", "audio")].raw
+                assert raw is not None
+                assert raw.errors == 0
+    finally:
+        for peer in peers:
+            await peer.close()
+        await media.stop()
