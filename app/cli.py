@@ -720,6 +720,55 @@ def bench_signaling(
     out.print(signaling.render(result))
 
 
+@bench_cli.command("media")
+def bench_media(
+    subscribers: Annotated[
+        int, typer.Option(min=1, max=1000, help="Subscribers (N), each with program and floor.")
+    ],
+    decoding: Annotated[
+        int, typer.Option(min=0, max=50, help="Of them, subscribers that decode (D).")
+    ] = 2,
+    seconds: Annotated[float, typer.Option(min=1, max=600, help="Measurement window.")] = 10.0,
+    codec: Annotated[str, typer.Option(help="Hall video codec: VP8 or H264.")] = "VP8",
+    workers: Annotated[
+        int, typer.Option(min=0, max=64, help="Media forwarding processes; 0: one loop.")
+    ] = 0,
+    join_rate: Annotated[
+        float, typer.Option(min=0.1, max=1000, help="Subscribers starting per second.")
+    ] = 10.0,
+    switches: Annotated[int, typer.Option(min=0, max=100, help="Floor switches A→B→A….")] = 5,
+    load_processes: Annotated[
+        int,
+        typer.Option(min=0, max=32, help="Processes for load-only subscribers; 0: 1 per 40."),
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Hall program to N subscribers through the media server, then floor switches; CPU per packet."""
+    import json
+
+    from app.benchmarks import media
+
+    options = media.MediaOptions(
+        subscribers=subscribers,
+        decoding=decoding,
+        seconds=seconds,
+        codec=codec.upper(),
+        workers=workers,
+        join_rate=join_rate,
+        switches=switches,
+        load_processes=load_processes,
+    )
+    try:
+        result = media.run(options)
+    except media.BenchError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(media.as_dict(result), ensure_ascii=False))
+        return
+    out.print(media.render(result))
+
+
 def main() -> None:
     cli()
 

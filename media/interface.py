@@ -74,6 +74,8 @@ class BackendStats:
     decoders_created: int
     encoders_created: int
     cpu_s: float
+    longest_forward_slice_s: float = 0.0
+    """The longest stretch forwarding held an event loop without yielding (the pacer's record)."""
 
 
 class MediaBackend(Protocol):

@@ -127,7 +127,9 @@ async def _server_main(workers: int, commands: Connection, answers: Connection) 
     from media.factory import create_backend
     from media.interface import ANY, SinkKey
 
-    settings = Settings(media_host_addresses=["127.0.0.1"], media_workers=workers)
+    settings = Settings(
+        media_host_addresses=["127.0.0.1"], media_workers=workers, log_level="WARNING"
+    )
     backend = create_backend(settings)
     await backend.start()
     await backend.create_room(ROOM)
@@ -154,7 +156,9 @@ async def _server_main(workers: int, commands: Connection, answers: Connection) 
     async def stats(command: dict[str, Any]) -> dict[str, Any]:
         backend_stats = await backend.backend_stats()
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        detail = set(command.get("detail", ()))
         published: dict[str, dict[str, Any]] = {}
+        received: dict[str, dict[str, Any]] = {}
         states: Counter[str] = Counter()
         worker_of: dict[str, int] = {}
         for name, participant in (await backend.stats(ROOM)).items():
@@ -169,6 +173,11 @@ async def _server_main(workers: int, commands: Connection, answers: Connection) 
                 }
                 for kind, s in participant.published.items()
             }
+            if name in detail:
+                received[name] = {
+                    key: {"packets_out": s.packets_out, "dropped": s.dropped, "codec": s.codec}
+                    for key, s in participant.received.items()
+                }
             if participant.subscriber_state is not None:
                 states[participant.subscriber_state] += 1
             worker_of[name] = participant.worker
@@ -182,9 +191,11 @@ async def _server_main(workers: int, commands: Connection, answers: Connection) 
                 "decoders_created": backend_stats.decoders_created,
                 "encoders_created": backend_stats.encoders_created,
                 "cpu_s": backend_stats.cpu_s,
+                "longest_forward_slice_s": backend_stats.longest_forward_slice_s,
             },
             "self_cpu_s": usage.ru_utime + usage.ru_stime,
             "published": published,
+            "received": received,
             "subscriber_states": dict(states),
             "workers_used": sorted(set(worker_of.values())),
         }
@@ -230,21 +241,51 @@ def publisher_worker(video_bitrate: int | None, commands: Connection, answers: C
     _run(lambda: _publisher_main(commands, answers))
 
 
+def _noisy_track(width: int, height: int, fps: int, noise_rows: int) -> Any:
+    """The loadgen's moving gradient with a band of fresh noise on top of every frame.
+
+    The gradient alone compresses to ~0.5 Mb/s whatever bitrate the encoder is given; a band of
+    24 noisy rows (a ticker's worth of detail) makes VP8 and H264 use the pinned 1.2 Mb/s, like a
+    camera picture of a hall does. Measured with aiortc's encoders on this machine: 1.18-1.21 Mb/s.
+    """
+    import av
+
+    from media.loadgen import PatternVideoTrack
+
+    class NoisyPatternTrack(PatternVideoTrack):
+        async def recv(self) -> av.VideoFrame:
+            frame = await super().recv()
+            plane = frame.planes[0]
+            data = bytearray(bytes(plane))
+            size = plane.line_size * noise_rows
+            data[:size] = os.urandom(size)
+            plane.update(bytes(data))
+            return frame
+
+    return NoisyPatternTrack(width, height, fps)
+
+
 async def _publisher_main(commands: Connection, answers: Connection) -> None:
-    from media.loadgen import PublisherClient
+    from media.loadgen import PublisherClient, prefer
 
     endpoint = Endpoint(commands, answers)
     clients: dict[str, PublisherClient] = {}
 
     async def offer(command: dict[str, Any]) -> dict[str, Any]:
         spec = command["spec"]
+        noise_rows = int(spec.get("noise_rows", 0))
         client = PublisherClient(
             codec=spec["codec"],
             width=spec["width"],
             height=spec["height"],
             fps=spec["fps"],
             amplitude=spec["amplitude"],
+            video=noise_rows == 0,
         )
+        if noise_rows:
+            track = _noisy_track(spec["width"], spec["height"], spec["fps"], noise_rows)
+            client.pc.addTransceiver(track, direction="sendonly")
+            prefer(client.pc, "video", f"video/{spec['codec']}")
         clients[str(spec["name"])] = client
         return {"sdp": await client.offer()}
 
@@ -254,11 +295,28 @@ async def _publisher_main(commands: Connection, answers: Connection) -> None:
         async with asyncio.timeout(JOIN_TIMEOUT_S):
             while client.pc.connectionState != "connected":
                 if client.pc.connectionState in ("failed", "closed"):
-                    raise ConnectionError(f"publisher {command['name']} {client.pc.connectionState}")
+                    raise ConnectionError(
+                        f"publisher {command['name']} {client.pc.connectionState}"
+                    )
                 await asyncio.sleep(0.02)
         return {"connected": True}
 
-    endpoint.handlers = {"offer": offer, "accept": accept}
+    async def sent(command: dict[str, Any]) -> dict[str, Any]:
+        """RTP packets each publisher's senders put on the wire (their `outbound-rtp` stats):
+        compared with what the server received, this tells a starved publisher (few sent) from
+        packets lost on the way in (sent, not received)."""
+        result: dict[str, dict[str, int]] = {}
+        for name, client in clients.items():
+            for transceiver in client.pc.getTransceivers():
+                report = await transceiver.sender.getStats()
+                for stat in report.values():
+                    if stat.type == "outbound-rtp":
+                        result.setdefault(name, {})[str(transceiver.kind)] = int(
+                            getattr(stat, "packetsSent", 0) or 0
+                        )
+        return {"packets": result}
+
+    endpoint.handlers = {"offer": offer, "accept": accept, "sent": sent}
     endpoint.send({"kind": "ready", "pid": os.getpid()})
     try:
         await endpoint.serve()
@@ -375,9 +433,12 @@ class SubscriberWorker:
         endpoint.handlers = {
             "join": self.join,
             "answer": self.answer,
+            "mark": self.mark,
             "report": self.report,
             "close": self.close,
         }
+        self.marks: dict[str, dict[str, tuple[int, int]]] = {}
+        """Per mark ("start", "end" of the window), per subscriber: (packets received, lost)."""
 
     def _make(self, slots: Sequence[str]) -> Any:
         if self.decoding:
@@ -445,6 +506,38 @@ class SubscriberWorker:
             self.pending.pop(name, None)
         return entry
 
+    async def mark(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Snapshot received and lost packets, so loss is counted over the window alone."""
+        snapshot: dict[str, tuple[int, int]] = {}
+        for entry in self.subscribers.values():
+            if entry.join_ms is not None:
+                snapshot[entry.name] = await self._packets(entry)
+        self.marks[str(command["label"])] = snapshot
+        return {}
+
+    async def _packets(self, entry: Joined) -> tuple[int, int]:
+        if not self.decoding:
+            streams: dict[str, StreamCount] = entry.client.streams
+            return (
+                sum(s.packets for s in streams.values()),
+                sum(s.lost() for s in streams.values()),
+            )
+        received = lost = 0
+        report = await entry.client.pc.getStats()
+        for stat in report.values():
+            if stat.type == "inbound-rtp":
+                received += int(getattr(stat, "packetsReceived", 0) or 0)
+                # Negative when retransmissions arrive twice: nothing was lost then.
+                lost += max(0, int(getattr(stat, "packetsLost", 0) or 0))
+        return received, lost
+
+    def _window_packets(self, name: str) -> tuple[int, int]:
+        start = self.marks.get("start", {}).get(name)
+        end = self.marks.get("end", {}).get(name)
+        if start is None or end is None:
+            return 0, 0
+        return end[0] - start[0], max(0, end[1] - start[1])
+
     async def report(self, command: dict[str, Any]) -> dict[str, Any]:
         since, until = float(command["since"]), float(command["until"])
         switches: list[dict[str, Any]] = command.get("switches", [])
@@ -485,13 +578,7 @@ class SubscriberWorker:
                     "audio_ms": None if seen_audio is None else (seen_audio - called) * 1000,
                 }
             )
-        lost = 0
-        received = 0
-        report = await client.pc.getStats()
-        for stat in report.values():
-            if stat.type == "inbound-rtp":
-                lost += int(getattr(stat, "packetsLost", 0) or 0)
-                received += int(getattr(stat, "packetsReceived", 0) or 0)
+        received, lost = self._window_packets(entry.name)
         audio_frames = sum(1 for at, _ in audio.levels if since <= at < until)
         return {
             "name": entry.name,
@@ -506,14 +593,15 @@ class SubscriberWorker:
 
     def _counted(self, entry: Joined, since: float, until: float) -> dict[str, Any]:
         streams: dict[str, StreamCount] = entry.client.streams
+        received, lost = self._window_packets(entry.name)
         seconds = max(1e-9, until - since)
         return {
             "name": entry.name,
             "join_ms": entry.join_ms,
             "program_video_pps": streams["program/video"].between(since, until) / seconds,
             "program_audio_pps": streams["program/audio"].between(since, until) / seconds,
-            "packets_received": sum(s.packets for s in streams.values()),
-            "packets_lost": sum(s.lost() for s in streams.values()),
+            "packets_received": received,
+            "packets_lost": lost,
         }
 
     async def close(self, command: dict[str, Any]) -> dict[str, Any]:

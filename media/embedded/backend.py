@@ -483,6 +483,7 @@ class EmbeddedMedia:
             decoders_created=decoders,
             encoders_created=encoders,
             cpu_s=usage.ru_utime + usage.ru_stime,
+            longest_forward_slice_s=self.pacer.longest_slice_s,
         )
 
     def codec_objects(self) -> tuple[int, int]:
