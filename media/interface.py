@@ -74,8 +74,9 @@ class BackendStats:
     decoders_created: int
     encoders_created: int
     cpu_s: float
-    longest_forward_slice_s: float = 0.0
-    """The longest stretch forwarding held an event loop without yielding (the pacer's record)."""
+    loop_lag_max_s: float = 0.0
+    """The longest a forwarding loop was held (a 10 ms timer's overshoot), since the previous
+    `backend_stats` call: the fan-out is paced so that this stays well under 20 ms."""
 
 
 class MediaBackend(Protocol):

@@ -191,7 +191,7 @@ async def _server_main(workers: int, commands: Connection, answers: Connection) 
                 "decoders_created": backend_stats.decoders_created,
                 "encoders_created": backend_stats.encoders_created,
                 "cpu_s": backend_stats.cpu_s,
-                "longest_forward_slice_s": backend_stats.longest_forward_slice_s,
+                "loop_lag_max_s": backend_stats.loop_lag_max_s,
             },
             "self_cpu_s": usage.ru_utime + usage.ru_stime,
             "published": published,

@@ -8,6 +8,7 @@ point connects (the floor, the program) applies the moment its peer comes up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import resource
@@ -49,6 +50,7 @@ from media.interface import (
 logger = logging.getLogger("diemcau.media")
 
 MAX_SLOTS = 4
+LAG_PROBE_S = 0.01
 MAX_SDP_BYTES = 64 * 1024
 SUPPORTED_VIDEO = ("video/vp8", "video/h264")
 SUPPORTED_AUDIO = ("audio/opus",)
@@ -154,11 +156,27 @@ class EmbeddedMedia:
         self.pacer = pacer or Pacer()
         self.rooms: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lag_task: asyncio.Task[None] | None = None
+        self.loop_lag_max_s = 0.0
 
     async def start(self) -> None:
-        return None
+        if self._lag_task is None:
+            self._lag_task = asyncio.get_running_loop().create_task(self._watch_loop())
+
+    async def _watch_loop(self) -> None:
+        """How late a 10 ms timer fires: what a keyframe burst or anything else costs the loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            self.loop_lag_max_s = max(self.loop_lag_max_s, loop.time() - due)
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
         for name in list(self.rooms):
             await self.close_room(name)
 
@@ -483,8 +501,12 @@ class EmbeddedMedia:
             decoders_created=decoders,
             encoders_created=encoders,
             cpu_s=usage.ru_utime + usage.ru_stime,
-            longest_forward_slice_s=self.pacer.longest_slice_s,
+            loop_lag_max_s=self._take_lag(),
         )
+
+    def _take_lag(self) -> float:
+        lag, self.loop_lag_max_s = self.loop_lag_max_s, 0.0
+        return lag
 
     def codec_objects(self) -> tuple[int, int]:
         """Decoders and encoders on this backend's own peers (both must be zero).

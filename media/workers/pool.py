@@ -677,7 +677,7 @@ class WorkerPool:
             decoders_created=sum(p.decoders_created for p in parts),
             encoders_created=sum(p.encoders_created for p in parts),
             cpu_s=sum(p.cpu_s for p in parts),
-            longest_forward_slice_s=max((p.longest_forward_slice_s for p in parts), default=0.0),
+            loop_lag_max_s=max((p.loop_lag_max_s for p in parts), default=0.0),
         )
 
     async def relay_stats(self) -> dict[int, RelayStats]:

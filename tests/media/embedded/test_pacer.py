@@ -52,3 +52,23 @@ async def test_time_spent_elsewhere_does_not_count_against_a_new_burst() -> None
     clock.now += 0.001
     await pacer.checkpoint()
     assert pacer.yields == 0
+
+
+async def test_the_backend_reports_how_long_its_loop_was_held() -> None:
+    import time
+
+    from media.embedded.backend import EmbeddedMedia
+
+    media = EmbeddedMedia()
+    await media.start()
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(0.06)  # noqa: ASYNC251 - on purpose: something holds the loop
+        await asyncio.sleep(0.03)
+        stats = await media.backend_stats()
+        assert stats.loop_lag_max_s >= 0.04
+        assert (
+            await media.backend_stats()
+        ).loop_lag_max_s < stats.loop_lag_max_s  # since last read
+    finally:
+        await media.stop()
