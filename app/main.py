@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from app.auth.endpoints import router as auth_router
 from app.auth.passwords import Passwords
 from app.auth.throttle import LoginThrottle
 from app.deps import State
+from app.errors import DiemcauError
 from app.events.endpoints import router as events_router
 from app.http_errors import ErrorBody, install_error_handlers
 from app.invitations.endpoints import join_router
@@ -148,6 +150,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(state: State) -> Response:
+        with contextlib.suppress(DiemcauError):  # a dead media worker must not hide the rest
+            state.signaling.metrics.observe_media(await state.media.backend_stats())
         return Response(
             generate_latest(state.signaling.metrics.registry), media_type=CONTENT_TYPE_LATEST
         )

@@ -8,6 +8,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from media.interface import BackendStats
+
 
 class SignalingMetrics:
     def __init__(self) -> None:
@@ -65,6 +67,37 @@ class SignalingMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.media_peers = Gauge(
+            "diemcau_media_peers",
+            "Media peer connections held by the server.",
+            registry=self.registry,
+        )
+        self.media_workers = Gauge(
+            "diemcau_media_workers",
+            "Media forwarding loops (processes, or the API's own).",
+            registry=self.registry,
+        )
+        self.media_forwarded_packets = Gauge(
+            "diemcau_media_forwarded_packets",
+            "RTP packets forwarded to subscribers since start (all workers).",
+            registry=self.registry,
+        )
+        self.media_codecs = Gauge(
+            "diemcau_media_codec_objects",
+            "Decoders or encoders on the server's own peers: must stay 0 (never transcoded).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.media_loop_lag_max_seconds = Gauge(
+            "diemcau_media_loop_lag_max_seconds",
+            "Longest a forwarding loop was held since the previous scrape.",
+            registry=self.registry,
+        )
+        self.media_cpu_seconds = Gauge(
+            "diemcau_media_cpu_seconds",
+            "CPU time of the media forwarding processes (the API's own when media runs on its loop).",
+            registry=self.registry,
+        )
         self.loop_lag_seconds = Histogram(
             "diemcau_event_loop_lag_seconds",
             "How late a 100 ms timer fires: event-loop congestion.",
@@ -87,6 +120,16 @@ class SignalingMetrics:
             self.recent_lags.append(lag)
             if len(self.recent_lags) > 6000:
                 del self.recent_lags[:3000]
+
+    def observe_media(self, stats: BackendStats) -> None:
+        """Called at each scrape: the media plane lives in other processes, so it is read then."""
+        self.media_peers.set(stats.peers)
+        self.media_workers.set(stats.workers)
+        self.media_forwarded_packets.set(stats.forwarded_packets)
+        self.media_codecs.labels("decoder").set(stats.decoders_created)
+        self.media_codecs.labels("encoder").set(stats.encoders_created)
+        self.media_loop_lag_max_seconds.set(stats.loop_lag_max_s)
+        self.media_cpu_seconds.set(stats.cpu_s)
 
     async def close(self) -> None:
         if self._lag_task is not None:

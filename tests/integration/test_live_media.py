@@ -326,6 +326,12 @@ async def test_operators_see_media_stats_per_point(live_server: Live) -> None:
     body = (await live.http.get(url, headers=live.op)).json()
     assert body["backend"]["decoders_created"] == 0
     assert body["backend"]["encoders_created"] == 0
+    metrics = await live.metrics()
+    assert metrics["diemcau_media_peers"] >= 1
+    assert metrics["diemcau_media_workers"] == 1
+    assert metrics['diemcau_media_codec_objects{kind="decoder"}'] == 0
+    assert metrics['diemcau_media_codec_objects{kind="encoder"}'] == 0
+    assert metrics["diemcau_media_loop_lag_max_seconds"] >= 0
     assert (await live.http.get(url)).status_code == 401
     missing = await live.http.get("/api/v1/sessions/999999/media", headers=live.op)
     assert missing.status_code == 404
