@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     MEDIA_OFFER_INVALID = "media_offer_invalid"
     MEDIA_CODEC_UNSUPPORTED = "media_codec_unsupported"
     MEDIA_UNAVAILABLE = "media_unavailable"
+    INVALID_TRANSITION = "invalid_transition"
 
 
 class CloseCode(enum.IntEnum):

@@ -99,6 +99,7 @@ class Connection:
         self.session_id = 0
         self.point_id: int | None = None
         self.account_id: int | None = None
+        self.actor = ""  # how the session log names who acted on this connection
         self.client_label: str | None = None
         now = time.monotonic()
         self.opened_at = now

@@ -185,6 +185,15 @@ class MediaGateway:
             if self._owners.get((room, participant, part)) is conn
         ]
 
+    async def route_floor(self, session_id: int, point_id: int | None) -> None:
+        """Floor control's call: the holder's audio and video to everyone's `floor` slot."""
+        room = await self.ensure_room(session_id)
+        source = point_participant(point_id) if point_id is not None else None
+        try:
+            await self.backend.route(room, {SinkKey(ANY, FLOOR): source})
+        except DiemcauError:
+            logger.exception("the floor of session %s could not be routed", session_id)
+
     async def leave(self, conn: Connection) -> None:
         for key in self._owned(conn):
             del self._owners[key]

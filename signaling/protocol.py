@@ -149,6 +149,40 @@ class MediaPreview(ClientMessageBase):
     point_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None
 
 
+class FloorMessage(ClientMessageBase):
+    """Floor control. Points: `request` (with an optional one-line topic), `cancel` (their own
+    raised hand), `release` (their own floor). Moderators and operators: `accept` (request_id,
+    optional priority), `grant` (request_id from the queue, or point_code to call on any present
+    point), `deny` (request_id, note), `revoke` (point_code, note), `extend` (point_code, seconds),
+    `reorder` (order: every waiting request_id, next speaker first), `clear` (note). Answered by
+    `ack` (`result.floor`: the floor after it) or `error` (`invalid_transition` with the state and
+    the reason when the floor does not allow it; nothing changes)."""
+
+    type: Literal["floor"]
+    id: RequestId
+    action: Literal[
+        "request",
+        "cancel",
+        "release",
+        "accept",
+        "grant",
+        "deny",
+        "revoke",
+        "extend",
+        "reorder",
+        "clear",
+    ]
+    request_id: int | None = Field(default=None, ge=1, le=2**62)
+    point_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    topic: Annotated[str, StringConstraints(max_length=200)] = ""
+    note: Annotated[str, StringConstraints(max_length=200)] = ""
+    priority: Literal["lowest", "low", "normal", "high", "highest"] | None = None
+    seconds: float | None = Field(default=None, gt=0, le=3600, allow_inf_nan=False)
+    order: (
+        Annotated[list[Annotated[int, Field(ge=1, le=2**62)]], Field(max_length=10_000)] | None
+    ) = None
+
+
 class MediaLeave(ClientMessageBase):
     """Close this participant's media (both directions); signaling stays connected."""
 
@@ -167,7 +201,8 @@ ClientMessage = Annotated[
     | MediaPublish
     | MediaSubscribe
     | MediaPreview
-    | MediaLeave,
+    | MediaLeave
+    | FloorMessage,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -184,6 +219,7 @@ CLIENT_TYPES = frozenset(
         "media.subscribe",
         "media.preview",
         "media.leave",
+        "floor",
     }
 )
 

@@ -128,9 +128,11 @@ class SessionRoom:
         metrics: SignalingMetrics,
         intervals: IntervalWriter,
         on_ended: Callable[[int], None] | None = None,
+        on_point_offline: Callable[[int, int], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.on_ended = on_ended
+        self.on_point_offline = on_point_offline
         self.settings = settings
         self.sessions = sessions
         self.hub = hub
@@ -406,6 +408,8 @@ class SessionRoom:
         for effect in effects:
             if isinstance(effect, StateChanged):
                 self._count(live, effect.old.value, effect.new.value)
+                if effect.new is PresenceState.OFFLINE and self.on_point_offline is not None:
+                    self.on_point_offline(self.session_id, live.point_id)
             elif isinstance(effect, IntervalOpened):
                 self.intervals.add(Opened(self.session_id, live.point_id, effect.at, live.client))
             elif isinstance(effect, IntervalClosed):
@@ -421,6 +425,14 @@ class SessionRoom:
                 live.grace.cancel()
                 live.grace = None
         self._mark(live)
+
+    def online_points(self) -> set[int]:
+        """Invited points present now, a point inside its resume window included."""
+        return {
+            point_id
+            for point_id, live in self.points.items()
+            if live.presence.state in (PresenceState.ONLINE, PresenceState.DEGRADED)
+        }
 
     def _grace_expired(self, point_id: int) -> None:
         live = self.points.get(point_id)

@@ -25,12 +25,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.auth.tokens import decode_access_token
 from app.errors import DiemcauError, Unauthenticated
 from app.settings import Settings
+from bridges.floor import FloorRefused, PointOffline, SessionEnded
+from bridges.floor import Requested as FloorRequested
 from bridges.invitations.credentials import hash_credential
 from bridges.invitations.service import resolve_credential
 from models import Account, ConferenceSession, Role, SessionEvent, SessionStatus
 from signaling.audience import Audience, audience_of
 from signaling.codes import CloseCode, ErrorCode
 from signaling.connection import TRANSPORT_SEND, Connection, TokenBucket
+from signaling.floor import FloorDesk, FloorForbidden, FloorInputError
 from signaling.gc_policy import GcPolicy
 from signaling.hub import EventHub, LoggedEvent, read_events, to_logged
 from signaling.intervals import IntervalWriter, close_dangling
@@ -45,6 +48,7 @@ from signaling.protocol import (
     ClientMessage,
     Error,
     Event,
+    FloorMessage,
     Heartbeat,
     Hello,
     Identity,
@@ -134,6 +138,7 @@ class Signaling:
         self.connections: set[Connection] = set()
         self._background: set[asyncio.Task[SessionRoom]] = set()
         self._media_tasks: set[asyncio.Task[None]] = set()
+        self.floors: dict[int, FloorDesk] = {}
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -166,6 +171,8 @@ class Signaling:
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY)
         await asyncio.gather(*(c.wait_closed(2.0) for c in list(self.connections)))
+        for desk in self.floors.values():
+            await desk.close()
         for media_task in list(self._media_tasks):
             media_task.cancel()
         await asyncio.gather(*self._media_tasks, return_exceptions=True)
@@ -216,13 +223,50 @@ class Signaling:
                     metrics=self.metrics,
                     intervals=self.intervals,
                     on_ended=self._session_ended,
+                    on_point_offline=self._point_offline,
                 )
                 await room.load()
+                desk = self._floor_desk(room)
+                await desk.load(self.readers)
+                self.floors[session_id] = desk
                 self.rooms[session_id] = room
         return room
 
+    def _floor_desk(self, room: SessionRoom) -> FloorDesk:
+        def code_of(point_id: int) -> str | None:
+            live = room.points.get(point_id)
+            return live.code if live is not None else None
+
+        def point_of(code: str) -> int | None:
+            live = room.by_code.get(code)
+            return live.point_id if live is not None else None
+
+        async def route_floor(session_id: int, point_id: int | None) -> None:
+            if self.media is not None:
+                await self.media.route_floor(session_id, point_id)
+
+        return FloorDesk(
+            room.session_id,
+            sessions=self.sessions,
+            publish=self.publish_committed,
+            route_floor=route_floor,
+            codes=code_of,
+            points_by_code=point_of,
+            online=room.online_points,
+            settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},
+        )
+
+    def _point_offline(self, session_id: int, point_id: int) -> None:
+        """Past its resume window (or gone on purpose): the point's floor and raised hand end."""
+        desk = self.floors.get(session_id)
+        if desk is not None and desk.involves(point_id):
+            desk.spawn(PointOffline(point=point_id), "system")
+
     def _session_ended(self, session_id: int) -> None:
         """An ended session's media goes at once: no point keeps sending into a closed hall."""
+        desk = self.floors.get(session_id)
+        if desk is not None and (desk.state.holders or desk.state.queue):
+            desk.spawn(SessionEnded(), "system")
         if self.media is not None:
             task = asyncio.get_running_loop().create_task(self.media.close_session(session_id))
             self._media_tasks.add(task)
@@ -570,6 +614,7 @@ class Signaling:
             )
             conn.role = role
             conn.account_id = account.id
+            conn.actor = f"account:{account.username}"
             conn.session_id = session.id
             self.by_account[account.id] += 1
         return await self.room(session.id), session_snapshot(session), session.last_seq, identity
@@ -603,6 +648,7 @@ class Signaling:
             )
         conn.role = "point"
         conn.point_id = live.point_id
+        conn.actor = f"point:{live.code}"
         conn.session_id = room.session_id
         identity = Identity(
             kind="point",
@@ -708,6 +754,43 @@ class Signaling:
             self._error(conn, message.id, ErrorCode.ALREADY_JOINED, "this connection has joined")
         elif isinstance(message, MediaPublish | MediaSubscribe | MediaPreview | MediaLeave):
             await self._media(conn, room, message)
+        elif isinstance(message, FloorMessage):
+            await self._floor(conn, room, message)
+
+    async def _floor(self, conn: Connection, room: SessionRoom, message: FloorMessage) -> None:
+        desk = self.floors.get(room.session_id)
+        if desk is None:
+            self._error(conn, message.id, ErrorCode.NOT_FOUND, "session not found")
+            return
+        if room.status not in ("open", "live"):
+            self._error(
+                conn,
+                message.id,
+                ErrorCode.INVALID_TRANSITION,
+                "the floor is open while the session is open or live",
+                {"machine": "floor", "state": room.status, "command": message.action},
+            )
+            return
+        try:
+            command = desk.from_message(message, role=conn.role, point_id=conn.point_id)
+            effects = await desk.run(command, conn.actor)
+        except FloorForbidden as exc:
+            self._error(conn, message.id, ErrorCode.FORBIDDEN, exc.message, exc.details)
+            return
+        except FloorInputError as exc:
+            self._error(conn, message.id, ErrorCode.VALIDATION_ERROR, exc.message, exc.details)
+            return
+        except FloorRefused as exc:
+            self._error(conn, message.id, ErrorCode.INVALID_TRANSITION, exc.message, exc.details)
+            return
+        except ValueError as exc:
+            self._error(conn, message.id, ErrorCode.VALIDATION_ERROR, str(exc))
+            return
+        result: dict[str, Any] = {"floor": desk.snapshot()}
+        for effect in effects:
+            if isinstance(effect, FloorRequested):
+                result["request_id"] = effect.request
+        conn.send(Ack(id=message.id, result=result).model_dump_json())
 
     async def _media(
         self,

@@ -1,0 +1,145 @@
+"""Floor control over the real WebSocket: raise hand, grant, revoke — and the media follows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from media.loadgen import PublisherClient, SubscriberClient
+from signaling.media import room_name
+from tests.integration.conftest import Client, Live
+from tests.integration.test_live_media import negotiate, wait_for
+
+
+def floor_of(reply: dict[str, Any]) -> dict[str, Any]:
+    assert reply["type"] == "ack", reply
+    floor: dict[str, Any] = reply["result"]["floor"]
+    return floor
+
+
+async def act(client: Client, action: str, **fields: Any) -> dict[str, Any]:
+    return await client.request({"type": "floor", "id": f"f-{action}", "action": action, **fields})
+
+
+async def test_hand_raised_granted_heard_revoked(live_server: Live) -> None:
+    live = live_server
+    speaker_code, listener_code = sorted(live.credentials)[:2]
+    moderator = await live.hello_staff(live.tokens["moderator"])
+    hall = await live.hello_staff(role="hall")
+    speaker = await live.hello_point(live.credentials[speaker_code])
+    listener = await live.hello_point(live.credentials[listener_code])
+
+    hall_rx = SubscriberClient(("floor", "preview"))
+    await negotiate(hall, "subscribe", hall_rx)
+    listener_rx = SubscriberClient(("program", "floor"))
+    await negotiate(listener, "subscribe", listener_rx)
+    speaker_tx = PublisherClient(width=160, height=96, amplitude=2000)
+    await negotiate(speaker, "publish", speaker_tx)
+
+    reply = await act(speaker, "request", topic="Đường ngõ 12 bị ngập khi mưa")
+    request_id = reply["result"]["request_id"]
+    assert floor_of(reply)["queue"][0]["point_code"] == speaker_code
+    assert floor_of(reply)["queue"][0]["topic"] == "Đường ngõ 12 bị ngập khi mưa"
+    # Everyone sees the queue change; the listener's own event says who waits.
+    event = await listener.until("event", where=lambda m: m["event"] == "floor.request")
+    assert event["payload"]["floor"]["queue"][0]["position"] == 1
+
+    granted = floor_of(await act(moderator, "grant", request_id=request_id))
+    assert granted["holders"][0]["point_code"] == speaker_code
+    assert granted["queue"] == []
+    event = await speaker.until("event", where=lambda m: m["event"] == "floor.grant")
+    assert event["payload"]["effects"][0]["kind"] == "granted"
+
+    # Media follows the floor: the speaker reaches the hall and the listener.
+    for rx in (hall_rx, listener_rx):
+        await wait_for(lambda rx=rx: rx.logs["floor/video"].frames >= 10, what="speaker frames")
+
+    revoked_at = time.monotonic()
+    reply = await act(moderator, "revoke", point_code=speaker_code, note="Hết giờ")
+    assert floor_of(reply)["holders"] == []
+    await asyncio.sleep(0.3)
+    stats = await live.state.media.stats(room_name(live.session_id))
+    speaker_video = stats[speaker.welcome["media"]["participant"]].published["video"]
+    out_then = speaker_video.packets_out
+    await asyncio.sleep(0.5)
+    stats = await live.state.media.stats(room_name(live.session_id))
+    assert stats[speaker.welcome["media"]["participant"]].published["video"].packets_out == out_then
+    assert time.monotonic() - revoked_at < 5
+    for peer in (hall_rx, listener_rx, speaker_tx):
+        await peer.close()
+
+
+async def test_floor_commands_are_checked_and_change_nothing(start_live: Any) -> None:
+    live = await start_live()
+    first, second = sorted(live.credentials)[:2]
+    point = await live.hello_point(live.credentials[first])
+    neighbour = await live.hello_point(live.credentials[second])
+    observer = await live.hello_staff(live.tokens["observer"])
+    moderator = await live.hello_staff(live.tokens["moderator"])
+
+    async def refused(client: Client, action: str, code: str, **fields: Any) -> dict[str, Any]:
+        reply = await act(client, action, **fields)
+        assert reply["type"] == "error", reply
+        assert reply["code"] == code, reply
+        return reply
+
+    mine = (await act(point, "request"))["result"]["request_id"]
+    await refused(point, "grant", "forbidden", request_id=mine)  # a point granting itself
+    await refused(neighbour, "release", "invalid_transition")  # nothing to release
+    await refused(neighbour, "cancel", "invalid_transition", request_id=mine)  # another's hand
+    await refused(observer, "grant", "forbidden", request_id=mine)
+    await refused(moderator, "grant", "invalid_transition", request_id=999)  # not in this session
+    await refused(moderator, "revoke", "validation_error", point_code="nope")
+    await refused(moderator, "extend", "validation_error", point_code=first)
+    bad = await moderator.request(
+        {"type": "floor", "id": "x", "action": "grant", "request_id": "1"}
+    )
+    assert bad["code"] == "validation_error"
+    await refused(point, "request", "invalid_transition")  # one hand per point
+    # Nothing changed: still exactly one raised hand, nobody holds the floor.
+    desk = live.state.signaling.floors[live.session_id]
+    assert [w.point for w in desk.state.queue] == [
+        point.welcome["identity"] and desk.state.queue[0].point
+    ]
+    assert len(desk.state.queue) == 1
+    assert desk.state.holders == ()
+
+
+@pytest.mark.parametrize("live_server", [{"resume_window_s": 0.5}], indirect=True)
+async def test_a_holder_that_goes_away_loses_the_floor(live_server: Live) -> None:
+    live = live_server
+    code = sorted(live.credentials)[0]
+    moderator = await live.hello_staff(live.tokens["moderator"])
+    point = await live.hello_point(live.credentials[code])
+    await act(moderator, "grant", point_code=code)  # called on without a raised hand
+    point.ws.transport.abort()
+    event = await moderator.until(
+        "event", within=5, where=lambda m: m["event"] == "floor.point_offline"
+    )
+    assert event["payload"]["effects"][0]["reason"] == "disconnected"
+    assert event["payload"]["floor"]["holders"] == []
+
+
+async def test_the_floor_survives_a_restart(start_live: Any) -> None:
+    live = await start_live()
+    code, waiting_code = sorted(live.credentials)[:2]
+    moderator = await live.hello_staff(live.tokens["moderator"])
+    holder = await live.hello_point(live.credentials[code])
+    waiting = await live.hello_point(live.credentials[waiting_code])
+    await act(moderator, "grant", point_code=code)
+    await act(waiting, "request", topic="Hỏi về học phí")
+    before = live.state.signaling.floors[live.session_id].snapshot()
+    assert [h["point_code"] for h in before["holders"]] == [code]
+    assert [w["point_code"] for w in before["queue"]] == [waiting_code]
+    assert holder.welcome["type"] == "welcome"
+
+    restarted = await start_live(prepare=False)  # a new process on the same database
+    await restarted.login_all()
+    restarted.session_id = live.session_id
+    staff = await restarted.hello_staff(restarted.tokens["moderator"])
+    assert staff.welcome["type"] == "welcome"
+    after = restarted.state.signaling.floors[live.session_id].snapshot()
+    assert after == before
