@@ -22,6 +22,7 @@ from app.auth.throttle import LoginThrottle
 from app.deps import State
 from app.errors import DiemcauError
 from app.events.endpoints import router as events_router
+from app.floor.endpoints import router as floor_router
 from app.http_errors import ErrorBody, install_error_handlers
 from app.invitations.endpoints import join_router
 from app.invitations.endpoints import router as invitations_router
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
         join_router,
         whip_router,
         media_stats_router,
+        floor_router,
     ):
         api.include_router(router)
     app.include_router(api)

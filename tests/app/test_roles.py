@@ -160,6 +160,12 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", f"{API}/sessions/{{session_id}}/media"): Call(
             STAFF, f"{API}/sessions/{s}/media", 200
         ),
+        ("GET", f"{API}/sessions/{{session_id}}/floor"): Call(
+            STAFF, f"{API}/sessions/{s}/floor", 200
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/floor/speaking-times"): Call(
+            STAFF, f"{API}/sessions/{s}/floor/speaking-times", 200
+        ),
         # A label too long: refused every time, so no token piles up.
         ("POST", f"{API}/sessions/{{session_id}}/whip-tokens"): Call(
             OPERATORS, f"{API}/sessions/{s}/whip-tokens", 422, json={"label": "x" * 101}

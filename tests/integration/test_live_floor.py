@@ -143,3 +143,35 @@ async def test_the_floor_survives_a_restart(start_live: Any) -> None:
     assert staff.welcome["type"] == "welcome"
     after = restarted.state.signaling.floors[live.session_id].snapshot()
     assert after == before
+
+
+async def test_speaking_times_and_the_current_floor_over_http(live_server: Live) -> None:
+    live = live_server
+    first, second = sorted(live.credentials)[:2]
+    moderator = await live.hello_staff(live.tokens["moderator"])
+    a = await live.hello_point(live.credentials[first])
+    await live.hello_point(live.credentials[second])
+    base = f"/api/v1/sessions/{live.session_id}/floor"
+
+    await act(moderator, "grant", point_code=first)
+    await asyncio.sleep(0.2)
+    floor = (await live.http.get(base, headers=live.headers["observer"])).json()
+    assert [h["point_code"] for h in floor["holders"]] == [first]
+    await act(a, "release")
+    await act(moderator, "grant", point_code=second)
+    await act(moderator, "grant", point_code=first)  # replaces the second speaker
+    await asyncio.sleep(0.1)
+
+    response = await live.http.get(f"{base}/speaking-times", headers=live.op)
+    assert response.status_code == 200, response.text
+    rows = {row["point_code"]: row for row in response.json()["points"]}
+    assert rows[first]["turns"] == 2
+    assert rows[first]["speaking_now"] is True
+    assert rows[first]["total_s"] >= 0.2
+    assert rows[second]["turns"] == 1
+    assert rows[second]["speaking_now"] is False
+    assert rows[first]["point_name"]  # the ward's name, with its diacritics, from the directory
+    assert (await live.http.get(f"{base}/speaking-times")).status_code == 401
+    assert (
+        await live.http.get("/api/v1/sessions/999999/floor", headers=live.op)
+    ).status_code == 404

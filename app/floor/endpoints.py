@@ -1,0 +1,125 @@
+"""GET /sessions/{id}/floor and /sessions/{id}/floor/speaking-times.
+
+The speaking-time record is computed from the session log (every turn that ended is a `released` or
+`revoked` effect with its start and end), so it is exact after a restart and needs no table of its own;
+a turn still running counts up to now.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from app.auth.principal import STAFF, StaffPrincipal
+from app.deps import Db, State, require
+from app.errors import NotFound
+from models import ConferenceSession, Point, SessionEvent
+
+router = APIRouter(tags=["floor"])
+Reader = Annotated[StaffPrincipal, Depends(require(STAFF))]
+
+
+class HolderRead(BaseModel):
+    point_code: str | None
+    request_id: int
+    topic: str
+    granted_at: float
+    deadline: float
+
+
+class QueueEntryRead(BaseModel):
+    position: int
+    request_id: int
+    point_code: str | None
+    status: str
+    priority: str
+    topic: str
+
+
+class FloorRead(BaseModel):
+    session_id: int
+    holders: list[HolderRead]
+    queue: list[QueueEntryRead]
+
+
+class SpeakingTimeRead(BaseModel):
+    point_code: str
+    point_name: str
+    turns: int
+    total_s: float
+    longest_s: float
+    speaking_now: bool
+
+
+class SpeakingTimesRead(BaseModel):
+    session_id: int
+    points: list[SpeakingTimeRead]
+
+
+async def _session(db: Db, session_id: int) -> ConferenceSession:
+    session = await db.get(ConferenceSession, session_id)
+    if session is None:
+        raise NotFound("session not found", details={"session_id": session_id})
+    return session
+
+
+@router.get("/sessions/{session_id}/floor", response_model=FloorRead)
+async def current_floor(session_id: int, state: State, db: Db, _: Reader) -> FloorRead:
+    await _session(db, session_id)
+    room = await state.signaling.room(session_id)
+    desk = state.signaling.floors[room.session_id]
+    snapshot = desk.snapshot()
+    return FloorRead(
+        session_id=session_id,
+        holders=[HolderRead(**h) for h in snapshot["holders"]],
+        queue=[QueueEntryRead(**e) for e in snapshot["queue"]],
+    )
+
+
+@router.get("/sessions/{session_id}/floor/speaking-times", response_model=SpeakingTimesRead)
+async def speaking_times(session_id: int, db: Db, _: Reader) -> SpeakingTimesRead:
+    await _session(db, session_id)
+    rows = await db.scalars(
+        select(SessionEvent)
+        .where(SessionEvent.session_id == session_id)
+        .where(SessionEvent.type.like("floor.%"))
+        .order_by(SessionEvent.seq)
+    )
+    turns: dict[str, list[float]] = {}
+    running: dict[str, float] = {}
+    for row in rows:
+        effects: list[dict[str, Any]] = row.payload.get("effects", [])
+        for effect in effects:
+            code = effect.get("point_code")
+            if not isinstance(code, str):
+                continue
+            if effect.get("kind") == "granted":
+                running[code] = float(effect["at"])
+            elif effect.get("kind") in ("released", "revoked"):
+                turns.setdefault(code, []).append(float(effect["at"]) - float(effect["granted_at"]))
+                running.pop(code, None)
+    now = time.time()
+    for code, started in running.items():
+        turns.setdefault(code, []).append(max(0.0, now - started))
+    names: dict[str, str] = {}
+    if turns:
+        found = await db.execute(select(Point.code, Point.name).where(Point.code.in_(list(turns))))
+        names = {row.code: row.name for row in found}
+    return SpeakingTimesRead(
+        session_id=session_id,
+        points=[
+            SpeakingTimeRead(
+                point_code=code,
+                point_name=names.get(code, ""),
+                turns=len(spans),
+                total_s=round(sum(spans), 3),
+                longest_s=round(max(spans), 3),
+                speaking_now=code in running,
+            )
+            for code, spans in sorted(turns.items())
+        ],
+    )
