@@ -175,3 +175,42 @@ async def test_speaking_times_and_the_current_floor_over_http(live_server: Live)
     assert (
         await live.http.get("/api/v1/sessions/999999/floor", headers=live.op)
     ).status_code == 404
+
+
+async def test_speaking_time_warns_then_ends_the_turn(live_server: Live) -> None:
+    live = live_server
+    await live.patch(settings={"speaking_time_limit_s": 10, "speaking_time_warning_s": 8})
+    code = sorted(live.credentials)[0]
+    moderator = await live.hello_staff(live.tokens["moderator"])
+    point = await live.hello_point(live.credentials[code])
+    await asyncio.sleep(0.2)  # the settings change reaches the live side
+    granted = floor_of(await act(moderator, "grant", point_code=code))
+    holder = granted["holders"][0]
+    assert holder["deadline"] - holder["granted_at"] == pytest.approx(10)
+
+    warning = await point.until("event", within=5, where=lambda m: m["event"] == "floor.tick")
+    assert [e["kind"] for e in warning["payload"]["effects"]] == ["timerwarning", "deadlinechanged"]
+    ended = await point.until("event", within=12, where=lambda m: m["event"] == "floor.tick")
+    revoked = ended["payload"]["effects"][0]
+    assert (revoked["kind"], revoked["reason"], revoked["point_code"]) == (
+        "revoked",
+        "time_up",
+        code,
+    )
+    assert ended["payload"]["floor"]["holders"] == []
+
+
+async def test_another_sessions_requests_and_points_are_out_of_reach(live_server: Live) -> None:
+    live = live_server
+    other_id, other_links = await live.new_session("Phiên khác", {"point_codes": ["00001"]})
+    moderator = await live.hello_staff(live.tokens["moderator"])  # session A
+    visitor = await live.hello_point(other_links["00001"])  # a point of session B
+    assert visitor.welcome["session"]["id"] == other_id
+    theirs = (await act(visitor, "request"))["result"]["request_id"]
+    reply = await act(moderator, "grant", request_id=theirs)
+    assert reply["type"] == "error"
+    assert reply["code"] == "invalid_transition"
+    floors = live.state.signaling.floors
+    assert [w.request for w in floors[other_id].state.queue] == [theirs]
+    assert floors[other_id].state.holders == ()
+    assert floors[live.session_id].state.holders == ()
