@@ -101,11 +101,13 @@ async def test_floor_commands_are_checked_and_change_nothing(start_live: Any) ->
     await refused(point, "request", "invalid_transition")  # one hand per point
     # Nothing changed: still exactly one raised hand, nobody holds the floor.
     desk = live.state.signaling.floors[live.session_id]
-    assert [w.point for w in desk.state.queue] == [
-        point.welcome["identity"] and desk.state.queue[0].point
-    ]
-    assert len(desk.state.queue) == 1
+    assert [w.request for w in desk.state.queue] == [mine]
     assert desk.state.holders == ()
+    # With the floor granted, the neighbour can neither release it nor cancel the holder's turn.
+    await act(moderator, "grant", request_id=mine)
+    await refused(neighbour, "release", "invalid_transition")
+    await refused(neighbour, "cancel", "invalid_transition", request_id=mine)
+    assert [h.request for h in desk.state.holders] == [mine]
 
 
 @pytest.mark.parametrize("live_server", [{"resume_window_s": 0.5}], indirect=True)
