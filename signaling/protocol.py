@@ -150,7 +150,8 @@ class MediaPreview(ClientMessageBase):
 
 
 class FloorMessage(ClientMessageBase):
-    """Floor control. Points: `request` (with an optional one-line topic), `cancel` (their own
+    """Floor control. Everyone: `get` (the current floor, e.g. after a welcome that did not resume).
+    Points: `request` (with an optional one-line topic), `cancel` (their own
     raised hand), `release` (their own floor). Moderators and operators: `accept` (request_id,
     optional priority), `grant` (request_id from the queue, or point_code to call on any present
     point), `deny` (request_id, note), `revoke` (point_code, note), `extend` (point_code, seconds),
@@ -161,6 +162,7 @@ class FloorMessage(ClientMessageBase):
     type: Literal["floor"]
     id: RequestId
     action: Literal[
+        "get",
         "request",
         "cancel",
         "release",

@@ -771,6 +771,9 @@ class Signaling:
                 {"machine": "floor", "state": room.status, "command": message.action},
             )
             return
+        if message.action == "get":
+            conn.send(Ack(id=message.id, result={"floor": desk.snapshot()}).model_dump_json())
+            return
         try:
             command = desk.from_message(message, role=conn.role, point_id=conn.point_id)
             effects = await desk.run(command, conn.actor)

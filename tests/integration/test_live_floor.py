@@ -47,6 +47,8 @@ async def test_hand_raised_granted_heard_revoked(live_server: Live) -> None:
     event = await listener.until("event", where=lambda m: m["event"] == "floor.request")
     assert event["payload"]["floor"]["queue"][0]["position"] == 1
 
+    # A client that did not resume asks for the floor as it is.
+    assert floor_of(await act(listener, "get"))["queue"][0]["request_id"] == request_id
     granted = floor_of(await act(moderator, "grant", request_id=request_id))
     assert granted["holders"][0]["point_code"] == speaker_code
     assert granted["queue"] == []
