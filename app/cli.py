@@ -769,6 +769,66 @@ def bench_media(
     out.print(media.render(result))
 
 
+@bench_cli.command("floor")
+def bench_floor(
+    points: Annotated[int, typer.Option(min=2, max=3321, help="Connected points (N).")],
+    passes: Annotated[int, typer.Option(min=1, max=10_000, help="Floor passes.")] = 100,
+    media_points: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Of the N, points that publish video (M, 0 or 2+); the passes go round them "
+            "and the hall times the first frame of each new speaker.",
+        ),
+    ] = 0,
+    pass_interval_ms: Annotated[
+        int,
+        typer.Option(min=0, max=60_000, help="Between passes; 0: 500 ms, 2,000 with media."),
+    ] = 0,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Point client processes.")] = 2,
+    batch: Annotated[
+        int, typer.Option(min=0, help="Points per join batch; 0: all join at once.")
+    ] = 0,
+    batch_interval_ms: Annotated[int, typer.Option(min=0, max=10_000)] = 100,
+    join_timeout_s: Annotated[float, typer.Option(min=1, max=600)] = 60.0,
+    media_fps: Annotated[int, typer.Option(min=1, max=30, help="Media points' frame rate.")] = 15,
+    media_audio: Annotated[
+        bool, typer.Option("--media-audio", help="Media points also send an Opus tone.")
+    ] = False,
+    codec: Annotated[str, typer.Option(help="Media points' video codec: VP8 or H264.")] = "VP8",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """N points listen while a moderator passes the floor; time to the event everywhere, and with
+    media points, to the new speaker's first frame at the hall."""
+    import json
+
+    from app.benchmarks import floor
+
+    options = floor.FloorOptions(
+        points=points,
+        passes=passes,
+        media_points=media_points,
+        pass_interval_ms=pass_interval_ms,
+        processes=processes,
+        batch=batch,
+        batch_interval_ms=batch_interval_ms,
+        join_timeout_s=join_timeout_s,
+        media_fps=media_fps,
+        media_audio=media_audio,
+        codec=codec.upper(),
+    )
+    try:
+        result = floor.run(options)
+    except floor.BenchError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(floor.as_dict(result), ensure_ascii=False))
+        return
+    out.print(floor.render(result))
+
+
 def main() -> None:
     cli()
 
