@@ -44,7 +44,6 @@ class PatternVideoTrack(MediaStreamTrack):
         self.width, self.height, self.fps = width, height, fps
         row = bytes((x * 255 // max(1, width - 1)) for x in range(width))
         self._rows = row * 2
-        self._chroma = bytes([128]) * ((width // 2) * (height // 2))
         self._start: float | None = None
         self._count = 0
 
@@ -58,9 +57,13 @@ class PatternVideoTrack(MediaStreamTrack):
         shift = (self._count * 7) % self.width
         line = self._rows[shift : shift + self.width]
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
-        frame.planes[0].update(line * self.height)
-        frame.planes[1].update(self._chroma)
-        frame.planes[2].update(self._chroma)
+        # Planes are padded to an aligned line size: fill whole padded rows (any width works).
+        luma, *chroma = frame.planes
+        luma.update(
+            (line + bytes(luma.line_size - self.width)) * (luma.buffer_size // luma.line_size)
+        )
+        for plane in chroma:
+            plane.update(bytes([128]) * plane.buffer_size)
         frame.pts = int(self._count * VIDEO_CLOCK / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self._count += 1
