@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -50,6 +51,7 @@ from signaling.protocol import (
 
 logger = logging.getLogger("diemcau.room")
 STATES = [s.value for s in PresenceState]
+HEARTBEAT_SLICE = 400
 WALL_ROLES = frozenset({"operator", "moderator", "observer"})
 # Connections served per loop turn in a fan-out (~25 µs each here: ~10 ms a slice).
 FANOUT_SLICE = 400
@@ -510,7 +512,12 @@ class SessionRoom:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            for conn in [*self.point_connections, *self.staff]:
+            for index, conn in enumerate([*self.point_connections, *self.staff]):
+                if index and index % HEARTBEAT_SLICE == 0:
+                    # Thousands of pings due in one tick (after a join storm) must not hold the
+                    # loop: a floor command waiting behind them waited up to half a second.
+                    await asyncio.sleep(0)
+                    now = time.monotonic()
                 if conn.closing:
                     continue
                 if now - conn.last_received > settings.heartbeat_timeout_s:
@@ -528,7 +535,10 @@ class SessionRoom:
                     conn.ping_sent_at = now
                     if conn.awaiting_since is None:
                         conn.awaiting_since = now
-                    conn.next_ping_at = now + settings.heartbeat_interval_s
+                    # ±10 %: points that joined together drift apart instead of pinging in step.
+                    conn.next_ping_at = now + settings.heartbeat_interval_s * (
+                        0.9 + 0.2 * random.random()  # noqa: S311 - spreading load, not a secret
+                    )
                     ping = ServerPing(nonce=conn.ping_nonce, server_time=time.time())
                     if conn.send(ping.model_dump_json()):
                         self.metrics.messages_out.labels("ping").inc()
