@@ -666,6 +666,21 @@ def bench_import(
     )
 
 
+def _report_bench(module: Any, options: Any, *, as_json: bool) -> None:
+    """Run a benchmark module (`run`, `as_dict`, `render`, `BenchError`) and print its result."""
+    import json
+
+    try:
+        result = module.run(options)
+    except module.BenchError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(module.as_dict(result), ensure_ascii=False))
+        return
+    out.print(module.render(result))
+
+
 @bench_cli.command("signaling")
 def bench_signaling(
     points: Annotated[int, typer.Option(min=1, max=3321, help="Simulated points (N).")],
@@ -694,7 +709,6 @@ def bench_signaling(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Join storm of N points over WebSockets, then event fan-out against a websockets baseline."""
-    import json
 
     from app.benchmarks import signaling
 
@@ -709,15 +723,7 @@ def bench_signaling(
         profile_dir=profile_dir,
         server_gc_freeze=server_gc_freeze,
     )
-    try:
-        result = signaling.run(options)
-    except signaling.BenchError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(signaling.as_dict(result), ensure_ascii=False))
-        return
-    out.print(signaling.render(result))
+    _report_bench(signaling, options, as_json=as_json)
 
 
 @bench_cli.command("media")
@@ -744,7 +750,6 @@ def bench_media(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Hall program to N subscribers through the media server, then floor switches; CPU per packet."""
-    import json
 
     from app.benchmarks import media
 
@@ -758,15 +763,7 @@ def bench_media(
         switches=switches,
         load_processes=load_processes,
     )
-    try:
-        result = media.run(options)
-    except media.BenchError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(media.as_dict(result), ensure_ascii=False))
-        return
-    out.print(media.render(result))
+    _report_bench(media, options, as_json=as_json)
 
 
 @bench_cli.command("floor")
@@ -801,7 +798,6 @@ def bench_floor(
 ) -> None:
     """N points listen while a moderator passes the floor; time to the event everywhere, and with
     media points, to the new speaker's first frame at the hall."""
-    import json
 
     from app.benchmarks import floor
 
@@ -818,15 +814,7 @@ def bench_floor(
         media_audio=media_audio,
         codec=codec.upper(),
     )
-    try:
-        result = floor.run(options)
-    except floor.BenchError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(floor.as_dict(result), ensure_ascii=False))
-        return
-    out.print(floor.render(result))
+    _report_bench(floor, options, as_json=as_json)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
-from app.benchmarks import floor_procs, signaling
+from app.benchmarks import floor_procs
 from app.benchmarks import signaling_procs as sprocs
 from app.benchmarks.signaling import (
     MAX_POINTS,
@@ -311,46 +311,10 @@ class _FloorBench(_Bench):
         return password, port
 
     def prepare_floor(self, password: str) -> tuple[int, str, list[tuple[str, str]]]:
-        """Login, import, session, invite all, join links, open.
-
-        Returns the session id, the admin's token and (code, credential) for every point.
-        """
-        token = str(
-            self._call(
-                "POST",
-                "/api/v1/auth/login",
-                json={"username": signaling.ADMIN, "password": password},
-            )["access_token"]
-        )
-        auth = {"Authorization": f"Bearer {token}"}
-        _, data = self.source()
-        report = self._call(
-            "POST",
-            "/api/v1/points/import",
-            content=data,
-            headers={**auth, "Content-Type": "text/csv"},
-        )
-        if report["created"] != self.floor.points:
-            raise BenchError(f"imported {report['created']} points, wanted {self.floor.points}")
-        session = self._call(
-            "POST",
-            "/api/v1/sessions",
-            expect=201,
-            json={"title": "Benchmark: floor", "hall_name": "Hội trường"},
-            headers=auth,
-        )
-        session_id = int(session["id"])
-        self._call(
-            "POST", f"/api/v1/sessions/{session_id}/invitations", json={"all": True}, headers=auth
-        )
-        links = self._call(
-            "POST", f"/api/v1/sessions/{session_id}/join-links", json={}, headers=auth
-        )
-        pairs = [(str(link["point_code"]), str(link["credential"])) for link in links["links"]]
-        if len(pairs) != self.floor.points:
-            raise BenchError(f"minted {len(pairs)} join links")
-        self._call("POST", f"/api/v1/sessions/{session_id}/actions/open", headers=auth)
-        return session_id, token, pairs
+        """The signaling benchmark's operator path; returns the session, the admin's token and
+        (code, credential) for every point."""
+        session_id, auth, pairs = self.prepare(password, title="Benchmark: floor")
+        return session_id, auth["Authorization"].removeprefix("Bearer "), pairs
 
     def one(self, worker: _Worker, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         answer: dict[str, Any] = self._ask([worker], [command], timeout_s)[0]

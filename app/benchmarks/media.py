@@ -31,23 +31,26 @@ import itertools
 import math
 import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.table import Table
 
 from app.benchmarks import media_procs as procs
-from app.benchmarks.signaling import OtherLoad, cpu_seconds, machine_info, percentile
+from app.benchmarks.signaling import (
+    OtherLoad,
+    _sigterm_unwinds,
+    cpu_seconds,
+    machine_info,
+    percentile,
+)
 
 # The issue's targets (issue 4, "Performance"), for a VP8 640x360 30 fps ~1.2 Mb/s + Opus source.
 TARGETS: dict[str, float] = {
@@ -366,24 +369,6 @@ class _Hub:
             if proc.process.is_alive():
                 proc.process.kill()
                 proc.process.join(5)
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit while the run lasts, so that its cleanup runs."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- the run -----------------------------------------------------------------------------------

@@ -527,8 +527,12 @@ class _Bench:
             raise BenchError(f"{method} {path}: {response.status_code} {response.text[:500]}")
         return response.json()
 
-    def prepare(self, password: str) -> tuple[int, dict[str, str], list[str]]:
-        """Login, import, session, invite, join links, open: the operator's path, over HTTP."""
+    def prepare(
+        self, password: str, title: str = "Benchmark: signaling"
+    ) -> tuple[int, dict[str, str], list[tuple[str, str]]]:
+        """Login, import, session, invite, join links, open: the operator's path, over HTTP.
+
+        Returns the session, the admin's auth header and (point code, credential) per point."""
         token = self._call(
             "POST", "/api/v1/auth/login", json={"username": ADMIN, "password": password}
         )["access_token"]
@@ -546,7 +550,7 @@ class _Bench:
             "POST",
             "/api/v1/sessions",
             expect=201,
-            json={"title": "Benchmark: signaling", "hall_name": "Hội trường"},
+            json={"title": title, "hall_name": "Hội trường"},
             headers=auth,
         )
         session_id = int(session["id"])
@@ -556,11 +560,11 @@ class _Bench:
         links = self._call(
             "POST", f"/api/v1/sessions/{session_id}/join-links", json={}, headers=auth
         )
-        credentials = [str(link["credential"]) for link in links["links"]]
-        if len(credentials) != self.options.points:
-            raise BenchError(f"minted {len(credentials)} join links")
+        pairs = [(str(link["point_code"]), str(link["credential"])) for link in links["links"]]
+        if len(pairs) != self.options.points:
+            raise BenchError(f"minted {len(pairs)} join links")
         self._call("POST", f"/api/v1/sessions/{session_id}/actions/open", headers=auth)
-        return session_id, auth, credentials
+        return session_id, auth, pairs
 
     def scrape(self) -> Scrape:
         assert self.http is not None
@@ -738,7 +742,8 @@ def _measure(
     bench: _Bench, options: SignalingOptions, machine: dict[str, Any], started: float
 ) -> SignalingResult:
     password, port = bench.start()
-    session_id, auth, credentials = bench.prepare(password)
+    session_id, auth, pairs = bench.prepare(password)
+    credentials = [credential for _, credential in pairs]
     pid = bench.server.pid if bench.server is not None else None
     if pid is None:
         raise BenchError("the server process has no pid")
