@@ -150,7 +150,6 @@ class EmbeddedMedia:
         pacer: Pacer | None = None,
     ) -> None:
         hooks.check_version()
-        hooks.CODECS.install()
         self._configuration = configuration or (lambda: RTCConfiguration(iceServers=[]))
         self.worker = worker
         self.pacer = pacer or Pacer()
@@ -511,9 +510,8 @@ class EmbeddedMedia:
     def codec_objects(self) -> tuple[int, int]:
         """Decoders and encoders on this backend's own peers (both must be zero).
 
-        Counted on the peers, not process-wide (`hooks.CODECS`), so that clients sharing the
-        process (tests, the API loop) do not count; a worker process has only server peers, and
-        its process-wide count must agree.
+        Counted on the peers, not process-wide, so that clients sharing the process (tests, the
+        benchmark's own peers) do not count, and no aiortc function is patched globally for it.
         """
         decoders = encoders = 0
         for room in self.rooms.values():

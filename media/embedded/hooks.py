@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiortc
-import aiortc.rtcrtpreceiver as rtcrtpreceiver
-import aiortc.rtcrtpsender as rtcrtpsender
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -89,43 +86,6 @@ def require(obj: object, names: tuple[str, ...]) -> None:
             f"aiortc internals changed, missing on {type(obj).__name__}: {missing}; "
             "re-verify docs/media-plane.md §2"
         )
-
-
-class CodecCounter:
-    """Counts decoders and encoders aiortc creates in this process: both must stay at zero.
-
-    aiortc imports `get_decoder`/`get_encoder` by name into the receiver and sender modules, so the
-    module attributes there are what is wrapped (wrapping `aiortc.codecs` would count nothing).
-    """
-
-    def __init__(self) -> None:
-        self.decoders = 0
-        self.encoders = 0
-        self._lock = threading.Lock()
-        self._installed = False
-
-    def install(self) -> None:
-        if self._installed:
-            return
-        get_decoder = getattr(rtcrtpreceiver, "get_decoder")  # noqa: B009
-        get_encoder = getattr(rtcrtpsender, "get_encoder")  # noqa: B009
-
-        def counting_decoder(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self.decoders += 1
-            return get_decoder(*args, **kwargs)
-
-        def counting_encoder(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self.encoders += 1
-            return get_encoder(*args, **kwargs)
-
-        setattr(rtcrtpreceiver, "get_decoder", counting_decoder)  # noqa: B010
-        setattr(rtcrtpsender, "get_encoder", counting_encoder)  # noqa: B010
-        self._installed = True
-
-
-CODECS = CodecCounter()
 
 
 # ---- receiving side (a publisher's track at the server) ------------------------------------
