@@ -154,7 +154,6 @@ class EmbeddedMedia:
         self.worker = worker
         self.pacer = pacer or Pacer()
         self.rooms: dict[str, Room] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._lag_task: asyncio.Task[None] | None = None
         self.loop_lag_max_s = 0.0
 
