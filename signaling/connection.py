@@ -18,6 +18,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from signaling.codes import CLOSE_REASONS, CloseCode
+from signaling.wsframe import RawWriter
 
 logger = logging.getLogger("diemcau.ws")
 
@@ -90,6 +91,7 @@ class Connection:
         # The server's own ASGI send, under every middleware: a broadcast to thousands of
         # connections pays for each layer on every message otherwise.
         self._transport = transport
+        self._raw = RawWriter.of(transport)
         self._inflight: asyncio.Future[None] | None = None
         self.id = connection_id
         self.address = address
@@ -133,12 +135,16 @@ class Connection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.id}")
 
-    def send(self, text: str, *, exempt: bool = False) -> bool:
+    def send(self, text: str, *, exempt: bool = False, frame: bytes | None = None) -> bool:
         """Queue a message; False (and a 4408 close) when the queue is full. An `exempt` message
-        neither counts against the limit nor overflows it."""
+        neither counts against the limit nor overflows it. A broadcast passes the message's
+        `frame` (signaling.wsframe), written as it is when nothing waits before it."""
         if self.close_code is not None:
             return False
         if self._transport is not None and not self._items and self._inflight is None:
+            if frame is not None and self._raw is not None and self._raw.write(frame):
+                self.sent += 1
+                return True
             self._send_now(text)
             return True
         if not exempt and len(self._items) - self._exempt >= self.queue_limit:

@@ -282,6 +282,30 @@ class MediaInfo(Message):
     ice_servers: list[IceServerInfo]
 
 
+class FloorHolder(BaseModel):
+    point_code: str | None
+    request_id: int
+    topic: str
+    granted_at: float
+    deadline: float = Field(description="Unix time the turn ends unless extended.")
+
+
+class FloorQueueEntry(BaseModel):
+    position: int = Field(description="1 is next; contiguous.")
+    request_id: int
+    point_code: str | None
+    status: str = Field(description="pending or accepted")
+    priority: str
+    topic: str
+
+
+class FloorView(BaseModel):
+    """The floor as every client shows it: who speaks until when, who waits in which order."""
+
+    holders: list[FloorHolder]
+    queue: list[FloorQueueEntry]
+
+
 class Welcome(Message):
     type: Literal["welcome"] = "welcome"
     id: str
@@ -296,6 +320,9 @@ class Welcome(Message):
     heartbeat: Heartbeat
     limits: Limits
     media: MediaInfo
+    floor: FloorView = Field(
+        description="The floor now; later `floor.*` events carry it as it changes."
+    )
 
 
 class Snapshot(Message):

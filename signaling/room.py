@@ -48,6 +48,7 @@ from signaling.protocol import (
     WallPoint,
     WallSnapshot,
 )
+from signaling.wsframe import text_frame
 
 logger = logging.getLogger("diemcau.room")
 STATES = [s.value for s in PresenceState]
@@ -304,10 +305,11 @@ class SessionRoom:
 
     def send_staff(self, text: str, kind: str) -> None:
         """To the staff who watch the wall (the hall page does not)."""
+        frame = text_frame(text)
         for conn in list(self.staff):
             if conn.role not in WALL_ROLES:
                 continue
-            if conn.send(text):
+            if conn.send(text, frame=frame):
                 self.metrics.messages_out.labels(kind).inc()
 
     async def deliver(self, events: Sequence[LoggedEvent]) -> None:
@@ -327,6 +329,7 @@ class SessionRoom:
                 at=logged.at,
                 payload=logged.payload,
             ).model_dump_json()
+            frame = text_frame(text)
             targets: list[Connection] = list(self.staff)
             if audience_of(logged.type) is Audience.EVERYONE:
                 targets.extend(self.point_connections)
@@ -340,7 +343,7 @@ class SessionRoom:
                     await asyncio.sleep(0)
                 for conn in targets[start : start + FANOUT_SLICE]:
                     if seq > conn.min_seq:
-                        conn.send(text)
+                        conn.send(text, frame=frame)
             self.metrics.messages_out.labels("event").inc(len(targets))
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
             self._react(logged)

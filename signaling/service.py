@@ -49,6 +49,7 @@ from signaling.protocol import (
     Error,
     Event,
     FloorMessage,
+    FloorView,
     Heartbeat,
     Hello,
     Identity,
@@ -255,6 +256,12 @@ class Signaling:
             online=room.online_points,
             settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},
         )
+
+    def _floor_view(self, session_id: int) -> FloorView:
+        desk = self.floors.get(session_id)
+        if desk is None:
+            return FloorView(holders=[], queue=[])
+        return FloorView.model_validate(desk.snapshot())
 
     def _point_offline(self, session_id: int, point_id: int) -> None:
         """Past its resume window (or gone on purpose): the point's floor and raised hand end."""
@@ -532,6 +539,7 @@ class Signaling:
                 burst=settings.ws_rate_burst,
             ),
             media=self._media_info(conn, snapshot),
+            floor=self._floor_view(room.session_id),
         )
         conn.send(welcome.model_dump_json())
         self.metrics.messages_out.labels("welcome").inc()

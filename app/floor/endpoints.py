@@ -18,32 +18,14 @@ from app.auth.principal import STAFF, StaffPrincipal
 from app.deps import Db, State, require
 from app.errors import NotFound
 from models import ConferenceSession, Point, SessionEvent
+from signaling.protocol import FloorView
 
 router = APIRouter(tags=["floor"])
 Reader = Annotated[StaffPrincipal, Depends(require(STAFF))]
 
 
-class HolderRead(BaseModel):
-    point_code: str | None
-    request_id: int
-    topic: str
-    granted_at: float
-    deadline: float
-
-
-class QueueEntryRead(BaseModel):
-    position: int
-    request_id: int
-    point_code: str | None
-    status: str
-    priority: str
-    topic: str
-
-
-class FloorRead(BaseModel):
+class FloorRead(FloorView):
     session_id: int
-    holders: list[HolderRead]
-    queue: list[QueueEntryRead]
 
 
 class SpeakingTimeRead(BaseModel):
@@ -75,8 +57,7 @@ async def current_floor(session_id: int, state: State, db: Db, _: Reader) -> Flo
     snapshot = desk.snapshot()
     return FloorRead(
         session_id=session_id,
-        holders=[HolderRead(**h) for h in snapshot["holders"]],
-        queue=[QueueEntryRead(**e) for e in snapshot["queue"]],
+        **FloorView.model_validate(snapshot).model_dump(),
     )
 
 

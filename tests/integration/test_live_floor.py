@@ -58,6 +58,10 @@ async def test_hand_raised_granted_heard_revoked(live_server: Live) -> None:
     # Media follows the floor: the speaker reaches the hall and the listener.
     for rx in (hall_rx, listener_rx):
         await wait_for(lambda rx=rx: rx.logs["floor/video"].frames >= 10, what="speaker frames")
+    # A point that joins now learns the floor from its welcome.
+    latecomer = await live.hello_point(live.credentials[sorted(live.credentials)[2]])
+    assert latecomer.welcome["floor"]["holders"][0]["point_code"] == speaker_code
+    assert latecomer.welcome["floor"]["queue"] == []
 
     revoked_at = time.monotonic()
     reply = await act(moderator, "revoke", point_code=speaker_code, note="Hết giờ")
