@@ -6,6 +6,7 @@ from models.event import SessionEvent
 from models.invitation import Invitation
 from models.point import Point
 from models.presence_interval import PresenceInterval
+from models.rollcall import RollcallConfirmation, RollcallRecord, RollcallRound
 from models.session import ConferenceSession, SessionStatus
 from models.whip import WhipToken
 
@@ -16,6 +17,9 @@ __all__ = [
     "Invitation",
     "Point",
     "PresenceInterval",
+    "RollcallConfirmation",
+    "RollcallRecord",
+    "RollcallRound",
     "Role",
     "SessionEvent",
     "SessionStatus",

@@ -15,10 +15,13 @@ class Audience(enum.StrEnum):
     STAFF = "staff"
 
 
-EVERYONE_PREFIXES = ("session.", "floor.", "rollcall.", "program.")
+EVERYONE_PREFIXES = ("session.", "floor.", "program.")
+# A point needs to know that a roll-call opened and closed; each room's answer and each operator's
+# mark is for the desk (3,321 answers sent to 3,321 points would be 11 million messages).
+EVERYONE_TYPES = frozenset({"rollcall.opened", "rollcall.closed"})
 
 
 def audience_of(event_type: str) -> Audience:
-    if event_type.startswith(EVERYONE_PREFIXES):
+    if event_type in EVERYONE_TYPES or event_type.startswith(EVERYONE_PREFIXES):
         return Audience.EVERYONE
     return Audience.STAFF

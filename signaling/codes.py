@@ -25,6 +25,8 @@ class ErrorCode(enum.StrEnum):
     MEDIA_CODEC_UNSUPPORTED = "media_codec_unsupported"
     MEDIA_UNAVAILABLE = "media_unavailable"
     INVALID_TRANSITION = "invalid_transition"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    UNAVAILABLE = "unavailable"
 
 
 class CloseCode(enum.IntEnum):

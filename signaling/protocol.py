@@ -185,6 +185,33 @@ class FloorMessage(ClientMessageBase):
     ) = None
 
 
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
+
+class RollcallMessage(ClientMessageBase):
+    """Roll-call. Everyone: `get` (the current round, and for a point its own record). Points:
+    `confirm` (round, headcount, optional one-line note, and a `key` the client makes once per
+    answer and sends again on every retry: a retry gets the stored result, the same key with other
+    values is `idempotency_conflict`). Operators: `open` (deadline_s, optional message), `excuse`
+    (round, point_code, reason), `correct` (round, point_code, status, headcount, reason),
+    `close` (round). Answered by `ack` only after the change is committed, or `error`."""
+
+    type: Literal["rollcall"]
+    id: RequestId
+    action: Literal["get", "open", "confirm", "excuse", "correct", "close"]
+    round: int | None = Field(default=None, ge=1, le=10_000)
+    deadline_s: float | None = Field(default=None, ge=10, le=3600, allow_inf_nan=False)
+    message: Annotated[str, StringConstraints(max_length=300)] = ""
+    headcount: int | None = Field(default=None, ge=0, le=100_000)
+    note: Annotated[str, StringConstraints(max_length=200)] = ""
+    key: IdempotencyKey | None = None
+    point_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    status: Literal["present", "late", "absent", "excused"] | None = None
+    reason: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
 class MediaLeave(ClientMessageBase):
     """Close this participant's media (both directions); signaling stays connected."""
 
@@ -204,7 +231,8 @@ ClientMessage = Annotated[
     | MediaSubscribe
     | MediaPreview
     | MediaLeave
-    | FloorMessage,
+    | FloorMessage
+    | RollcallMessage,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -222,6 +250,7 @@ CLIENT_TYPES = frozenset(
         "media.preview",
         "media.leave",
         "floor",
+        "rollcall",
     }
 )
 
@@ -306,6 +335,55 @@ class FloorView(BaseModel):
     queue: list[FloorQueueEntry]
 
 
+class RollcallCounts(BaseModel):
+    present: int
+    late: int
+    absent: int
+    excused: int
+    waiting: int = Field(description="Invited, not answered yet (open round).")
+    headcount: int = Field(description="People counted at present and late points.")
+    expected: int = Field(description="Invited points.")
+
+
+class RollcallAreaCounts(BaseModel):
+    code: str = Field(description='District (else province) code; "" when the point has none.')
+    name: str | None
+    counts: RollcallCounts
+
+
+class RollcallRecordView(BaseModel):
+    point_code: str
+    status: Literal["waiting", "present", "late", "absent", "excused"]
+    headcount: int | None
+    note: str
+    confirmed_at: float | None
+    reason: str
+
+
+class RollcallRoundView(BaseModel):
+    """A round as clients show it; a point's view carries its own record in `mine`."""
+
+    round: int
+    phase: Literal["open", "closed"]
+    opened_at: float
+    deadline: float
+    closed_at: float | None
+    message: str
+    counts: RollcallCounts | None = Field(description="For staff; null for points.")
+    mine: RollcallRecordView | None = None
+
+
+class RollcallTally(Message):
+    """To operators, moderators and observers after each batch of committed roll-call changes: the
+    round's counts and only the areas that changed (apply over the last known)."""
+
+    type: Literal["rollcall.tally"] = "rollcall.tally"
+    round: int
+    seq: int = Field(description="The session seq this tally is current to.")
+    counts: RollcallCounts
+    areas: list[RollcallAreaCounts]
+
+
 class Welcome(Message):
     type: Literal["welcome"] = "welcome"
     id: str
@@ -322,6 +400,9 @@ class Welcome(Message):
     media: MediaInfo
     floor: FloorView = Field(
         description="The floor now; later `floor.*` events carry it as it changes."
+    )
+    rollcall: RollcallRoundView | None = Field(
+        default=None, description="The latest roll-call round, if any (a point's own record in it)."
     )
 
 
@@ -406,7 +487,15 @@ class WallDelta(Message):
 
 
 ServerMessage = Annotated[
-    Welcome | Snapshot | Event | Ack | Error | ServerPing | WallSnapshot | WallDelta,
+    Welcome
+    | Snapshot
+    | Event
+    | Ack
+    | Error
+    | ServerPing
+    | WallSnapshot
+    | WallDelta
+    | RollcallTally,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -29,6 +29,7 @@ from bridges.floor import FloorRefused, PointOffline, SessionEnded
 from bridges.floor import Requested as FloorRequested
 from bridges.invitations.credentials import hash_credential
 from bridges.invitations.service import resolve_credential
+from bridges.rollcall import RollcallRefused
 from models import Account, ConferenceSession, Role, SessionEvent, SessionStatus
 from signaling.audience import Audience, audience_of
 from signaling.codes import CloseCode, ErrorCode
@@ -63,12 +64,21 @@ from signaling.protocol import (
     PointAuth,
     Pong,
     Resync,
+    RollcallMessage,
+    RollcallRoundView,
     SessionSnapshot,
     Snapshot,
     StaffAuth,
     Stats,
     WallGet,
     Welcome,
+)
+from signaling.rollcall import (
+    IdempotencyConflict,
+    RollcallDesk,
+    RollcallForbidden,
+    RollcallInputError,
+    StorageUnavailable,
 )
 from signaling.room import WALL_ROLES, LivePoint, SessionRoom, session_snapshot
 
@@ -140,6 +150,7 @@ class Signaling:
         self._background: set[asyncio.Task[SessionRoom]] = set()
         self._media_tasks: set[asyncio.Task[None]] = set()
         self.floors: dict[int, FloorDesk] = {}
+        self.rollcalls: dict[int, RollcallDesk] = {}
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -174,6 +185,8 @@ class Signaling:
         await asyncio.gather(*(c.wait_closed(2.0) for c in list(self.connections)))
         for desk in self.floors.values():
             await desk.close()
+        for rollcall in self.rollcalls.values():
+            await rollcall.close()
         for media_task in list(self._media_tasks):
             media_task.cancel()
         await asyncio.gather(*self._media_tasks, return_exceptions=True)
@@ -230,6 +243,10 @@ class Signaling:
                 desk = self._floor_desk(room)
                 await desk.load(self.readers)
                 self.floors[session_id] = desk
+                rollcall = self._rollcall_desk(room)
+                await rollcall.load()
+                rollcall.start()
+                self.rollcalls[session_id] = rollcall
                 self.rooms[session_id] = room
         return room
 
@@ -256,6 +273,28 @@ class Signaling:
             online=room.online_points,
             settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},
         )
+
+    def _rollcall_desk(self, room: SessionRoom) -> RollcallDesk:
+        def invited() -> dict[int, tuple[str, str, str | None]]:
+            return {
+                point_id: (live.code, live.area_code or "", live.area_name)
+                for point_id, live in room.points.items()
+            }
+
+        return RollcallDesk(
+            room.session_id,
+            sessions=self.sessions,
+            publish=self.publish_committed,
+            send_tally=lambda text: room.send_staff(text, "rollcall.tally"),
+            invited=invited,
+            settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},
+        )
+
+    def _rollcall_view(self, session_id: int, point_id: int | None) -> RollcallRoundView | None:
+        desk = self.rollcalls.get(session_id)
+        if desk is None or not desk.state.rounds:
+            return None
+        return desk.view(point_id=point_id)
 
     def _floor_view(self, session_id: int) -> FloorView:
         desk = self.floors.get(session_id)
@@ -540,6 +579,7 @@ class Signaling:
             ),
             media=self._media_info(conn, snapshot),
             floor=self._floor_view(room.session_id),
+            rollcall=self._rollcall_view(room.session_id, conn.point_id),
         )
         conn.send(welcome.model_dump_json())
         self.metrics.messages_out.labels("welcome").inc()
@@ -764,6 +804,45 @@ class Signaling:
             await self._media(conn, room, message)
         elif isinstance(message, FloorMessage):
             await self._floor(conn, room, message)
+        elif isinstance(message, RollcallMessage):
+            await self._rollcall(conn, room, message)
+
+    async def _rollcall(
+        self, conn: Connection, room: SessionRoom, message: RollcallMessage
+    ) -> None:
+        desk = self.rollcalls.get(room.session_id)
+        if desk is None:
+            self._error(conn, message.id, ErrorCode.NOT_FOUND, "session not found")
+            return
+        if message.action != "get" and room.status not in ("open", "live"):
+            self._error(
+                conn,
+                message.id,
+                ErrorCode.INVALID_TRANSITION,
+                "roll-call runs while the session is open or live",
+                {"machine": "rollcall", "state": room.status, "command": message.action},
+            )
+            return
+        try:
+            result = await desk.handle(
+                message, role=conn.role, point_id=conn.point_id, actor=conn.actor
+            )
+        except RollcallForbidden as exc:
+            self._error(conn, message.id, ErrorCode.FORBIDDEN, exc.message, exc.details)
+            return
+        except IdempotencyConflict as exc:
+            self._error(conn, message.id, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message, exc.details)
+            return
+        except StorageUnavailable as exc:
+            self._error(conn, message.id, ErrorCode.UNAVAILABLE, exc.message, exc.details)
+            return
+        except RollcallInputError as exc:
+            self._error(conn, message.id, ErrorCode.VALIDATION_ERROR, exc.message, exc.details)
+            return
+        except RollcallRefused as exc:
+            self._error(conn, message.id, ErrorCode.INVALID_TRANSITION, exc.message, exc.details)
+            return
+        conn.send(Ack(id=message.id, result=result).model_dump_json())
 
     async def _floor(self, conn: Connection, room: SessionRoom, message: FloorMessage) -> None:
         desk = self.floors.get(room.session_id)

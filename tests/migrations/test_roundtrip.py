@@ -33,6 +33,9 @@ APP_TABLES = {
     "session_events",
     "presence_intervals",
     "whip_tokens",
+    "rollcall_rounds",
+    "rollcall_records",
+    "rollcall_confirmations",
 }
 # A few names written out by hand, so that a change of convention is noticed here.
 KNOWN_NAMES = {
@@ -74,6 +77,12 @@ KNOWN_NAMES = {
         "fk_whip_tokens_session_id_conference_sessions",
         "uq_whip_tokens_token_hash",
         "ix_whip_tokens_session_id",
+    },
+    "rollcall_rounds": {"pk_rollcall_rounds", "uq_rollcall_rounds_session_id_number"},
+    "rollcall_records": {"pk_rollcall_records", "uq_rollcall_records_round_id_point_id"},
+    "rollcall_confirmations": {
+        "pk_rollcall_confirmations",
+        "uq_rollcall_confirmations_session_id_point_id_key",
     },
 }
 PREFIXES = ("pk_", "uq_", "fk_", "ix_", "ck_")
