@@ -111,7 +111,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default DIEMCAU_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default DIEMCAU_PORT).")] = None,
 ) -> None:
-    """Serve the HTTP API (and, in later releases, the WebSocket and web app)."""
+    """Serve the HTTP API and the live WebSocket (and the media plane) on one port."""
     import uvicorn
 
     from app.logging_setup import configure_logging

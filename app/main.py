@@ -30,6 +30,7 @@ from app.media_stats.endpoints import router as media_stats_router
 from app.middleware import BodySizeLimit, RequestContext
 from app.points.endpoints import IMPORT_PATH
 from app.points.endpoints import router as points_router
+from app.rollcall.endpoints import router as rollcall_router
 from app.sessions.endpoints import router as sessions_router
 from app.settings import Settings
 from app.state import ServiceState
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         whip_router,
         media_stats_router,
         floor_router,
+        rollcall_router,
     ):
         api.include_router(router)
     app.include_router(api)

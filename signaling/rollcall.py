@@ -126,6 +126,9 @@ class _Key:
 class _Tally:
     total: Counts = field(default_factory=Counts)
     areas: dict[str, Counts] = field(default_factory=dict)
+    # Fixed when the round opens, like its invited set: a batch looks points up in O(1).
+    area_of: dict[int, str] = field(default_factory=dict)
+    names: dict[str, str | None] = field(default_factory=dict)
 
 
 class RollcallDesk:
@@ -136,17 +139,21 @@ class RollcallDesk:
         session_id: int,
         *,
         sessions: async_sessionmaker[AsyncSession],
+        readers: async_sessionmaker[AsyncSession],
         publish: Callable[[Sequence[SessionEvent]], None],
         send_tally: Callable[[str], None],
         invited: Callable[[], Mapping[int, tuple[str, str, str | None]]],
+        code_of: Callable[[int], str | None],
         settings: Callable[[], dict[str, Any]],
     ) -> None:
         self.session_id = session_id
         self.sessions = sessions
+        self.readers = readers
         self.publish = publish
         self.send_tally = send_tally
         # point id → (code, area code or "", area name)
         self.invited = invited
+        self.code_of = code_of
         self.settings = settings
         self.state = RollcallState()
         self.round_ids: dict[int, int] = {}
@@ -164,7 +171,7 @@ class RollcallDesk:
 
     async def load(self) -> None:
         """The rounds, records and keys as committed."""
-        async with self.sessions() as db:
+        async with self.readers() as db:
             rounds = list(
                 await db.scalars(
                     select(RollcallRound)
@@ -215,15 +222,18 @@ class RollcallDesk:
                 )
         self.state = RollcallState(tuple(built))
         self.keys = keys
-        self.tallies = {}
-        areas = self._areas()
-        for round_ in built:
-            total, per_area = machine.tally(round_, areas)
-            self.tallies[round_.number] = _Tally(total, per_area)
+        self.tallies = {round_.number: self._new_tally(round_) for round_ in built}
         self._stale = False
 
-    def _areas(self) -> dict[int, str]:
-        return {point: area for point, (_, area, _) in self.invited().items()}
+    def _new_tally(self, round_: Round) -> _Tally:
+        invited = self.invited()
+        area_of = {point: invited[point][1] for point in round_.limits if point in invited}
+        names: dict[str, str | None] = {}
+        for point in round_.limits:
+            if point in invited:
+                names.setdefault(invited[point][1], invited[point][2])
+        total, per_area = machine.tally(round_, area_of)
+        return _Tally(total, per_area, area_of, names)
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(
@@ -300,7 +310,7 @@ class RollcallDesk:
         )
         default_limit = int(settings.get("rollcall_max_headcount", DEFAULT_MAX_HEADCOUNT))
         invited = self.invited()
-        async with self.sessions() as db:
+        async with self.readers() as db:
             rows = await db.execute(
                 select(Point.id, Point.capacity).where(Point.id.in_(list(invited)))
             )
@@ -391,12 +401,13 @@ class RollcallDesk:
             return {"round": effect.round, "deadline": effect.deadline, "invited": effect.invited}
         round_ = after.round(effect.round)
         assert round_ is not None
-        total, _ = machine.tally(round_, self._areas())
+        total, _ = machine.tally(round_, {})
         return {"round": effect.round, "closed_at": effect.at, "counts": total.as_dict()}
 
     def _code(self, point: int) -> str:
-        known = self.invited().get(point)
-        return known[0] if known is not None else str(point)
+        """O(1): called for every confirmation, where building `invited()` would cost O(points)."""
+        code = self.code_of(point)
+        return code if code is not None else str(point)
 
     # ---- the writer ------------------------------------------------------------------------
 
@@ -420,46 +431,47 @@ class RollcallDesk:
                 self._committed(batch, events)
 
     async def _failed(self, batch: list[_Op]) -> None:
+        """Rebuild from what is committed, then answer: a client told `unavailable` and retrying
+        at once must meet the round as the database has it."""
         async with self.lock:
             queued, self._queue = self._queue, []
-            for op in (*batch, *queued):
-                if op.key is not None:
-                    self.keys.pop(op.key, None)
-                if not op.future.done():
-                    op.future.set_exception(
-                        StorageUnavailable("not stored; send it again with the same key")
-                    )
             self._stale = True
             try:
                 await self.load()
             except Exception:
                 logger.exception("roll-call of session %s: reload failed", self.session_id)
+                for op in (*batch, *queued):
+                    if op.key is not None:
+                        self.keys.pop(op.key, None)
+            for op in (*batch, *queued):
+                if not op.future.done():
+                    op.future.set_exception(
+                        StorageUnavailable("not stored; send it again with the same key")
+                    )
 
     def _committed(self, batch: list[_Op], events: list[SessionEvent]) -> None:
-        areas = self._areas()
-        names = {point: name for point, (_, _, name) in self.invited().items()}
         touched: dict[int, set[str]] = {}
         for op in batch:
             effect = op.effect
             if isinstance(effect, machine.Opened):
                 round_ = self.state.round(effect.round)
                 if round_ is not None:
-                    total, per_area = machine.tally(
+                    # Counted from no answers: answers stepped since are in later batches.
+                    tally = self._new_tally(
                         Round(
                             number=round_.number,
                             opened_at=round_.opened_at,
                             deadline=round_.deadline,
                             message=round_.message,
                             limits=round_.limits,
-                        ),
-                        areas,
+                        )
                     )
-                    self.tallies[effect.round] = _Tally(total, per_area)
-                    touched.setdefault(effect.round, set()).update(per_area)
+                    self.tallies[effect.round] = tally
+                    touched.setdefault(effect.round, set()).update(tally.areas)
             else:
                 tally = self.tallies.setdefault(effect.round, _Tally())
                 for point, before, after in machine.changes_of(effect):
-                    area = areas.get(point, "")
+                    area = tally.area_of.get(point, "")
                     area_counts = tally.areas.setdefault(area, Counts())
                     for counts in (tally.total, area_counts):
                         counts.add(before, -1)
@@ -475,9 +487,6 @@ class RollcallDesk:
         self.publish(events)
         if events:
             self.last_seq = max(e.seq for e in events)
-        area_names: dict[str, str | None] = {}
-        for point, area in areas.items():
-            area_names.setdefault(area, names.get(point))
         for number, changed in touched.items():
             tally = self.tallies[number]
             message = RollcallTally(
@@ -486,7 +495,7 @@ class RollcallDesk:
                 counts=counts_view(tally.total),
                 areas=[
                     RollcallAreaCounts(
-                        code=code, name=area_names.get(code), counts=counts_view(tally.areas[code])
+                        code=code, name=tally.names.get(code), counts=counts_view(tally.areas[code])
                     )
                     for code in sorted(changed)
                     if code in tally.areas
@@ -724,10 +733,7 @@ class RollcallDesk:
         tally = self.tallies.get(number)
         if tally is None:
             return []
-        names: dict[str, str | None] = {}
-        for _, area, name in self.invited().values():
-            names.setdefault(area, name)
         return [
-            RollcallAreaCounts(code=code, name=names.get(code), counts=counts_view(counts))
+            RollcallAreaCounts(code=code, name=tally.names.get(code), counts=counts_view(counts))
             for code, counts in sorted(tally.areas.items())
         ]

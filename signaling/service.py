@@ -284,9 +284,11 @@ class Signaling:
         return RollcallDesk(
             room.session_id,
             sessions=self.sessions,
+            readers=self.readers,
             publish=self.publish_committed,
             send_tally=lambda text: room.send_staff(text, "rollcall.tally"),
             invited=invited,
+            code_of=lambda point_id: live.code if (live := room.points.get(point_id)) else None,
             settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},
         )
 

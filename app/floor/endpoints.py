@@ -1,14 +1,9 @@
-"""GET /sessions/{id}/floor and /sessions/{id}/floor/speaking-times.
-
-The speaking-time record is computed from the session log (every turn that ended is a `released` or
-`revoked` effect with its start and end), so it is exact after a restart and needs no table of its own;
-a turn still running counts up to now.
-"""
+"""GET /sessions/{id}/floor and /sessions/{id}/floor/speaking-times (app/floor/speaking.py)."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -17,7 +12,8 @@ from sqlalchemy import select
 from app.auth.principal import STAFF, StaffPrincipal
 from app.deps import Db, State, require
 from app.errors import NotFound
-from models import ConferenceSession, Point, SessionEvent
+from app.floor.speaking import speaking_turns
+from models import ConferenceSession, Point
 from signaling.protocol import FloorView
 
 router = APIRouter(tags=["floor"])
@@ -64,28 +60,7 @@ async def current_floor(session_id: int, state: State, db: Db, _: Reader) -> Flo
 @router.get("/sessions/{session_id}/floor/speaking-times", response_model=SpeakingTimesRead)
 async def speaking_times(session_id: int, db: Db, _: Reader) -> SpeakingTimesRead:
     await _session(db, session_id)
-    rows = await db.scalars(
-        select(SessionEvent)
-        .where(SessionEvent.session_id == session_id)
-        .where(SessionEvent.type.like("floor.%"))
-        .order_by(SessionEvent.seq)
-    )
-    turns: dict[str, list[float]] = {}
-    running: dict[str, float] = {}
-    for row in rows:
-        effects: list[dict[str, Any]] = row.payload.get("effects", [])
-        for effect in effects:
-            code = effect.get("point_code")
-            if not isinstance(code, str):
-                continue
-            if effect.get("kind") == "granted":
-                running[code] = float(effect["at"])
-            elif effect.get("kind") in ("released", "revoked"):
-                turns.setdefault(code, []).append(float(effect["at"]) - float(effect["granted_at"]))
-                running.pop(code, None)
-    now = time.time()
-    for code, started in running.items():
-        turns.setdefault(code, []).append(max(0.0, now - started))
+    turns = await speaking_turns(db, session_id, now=time.time())
     names: dict[str, str] = {}
     if turns:
         found = await db.execute(select(Point.code, Point.name).where(Point.code.in_(list(turns))))
@@ -96,11 +71,11 @@ async def speaking_times(session_id: int, db: Db, _: Reader) -> SpeakingTimesRea
             SpeakingTimeRead(
                 point_code=code,
                 point_name=names.get(code, ""),
-                turns=len(spans),
-                total_s=round(sum(spans), 3),
-                longest_s=round(max(spans), 3),
-                speaking_now=code in running,
+                turns=len(record.spans),
+                total_s=round(record.total_s, 3),
+                longest_s=round(max(record.spans), 3),
+                speaking_now=record.speaking_now,
             )
-            for code, spans in sorted(turns.items())
+            for code, record in sorted(turns.items())
         ],
     )

@@ -64,6 +64,7 @@ class World:
     session_id: int
     target_account_id: int
     credential: str
+    open_session_id: int = 0
 
 
 @pytest.fixture
@@ -99,12 +100,23 @@ async def world(
     assert response.status_code == 200, response.text
     response = await client.post(f"{API}/sessions/{session_id}/join-links", json={}, headers=admin)
     assert response.status_code == 200, response.text
+    credential = response.json()["links"][0]["credential"]
+    # A second session, open, for the routes that only work then (roll-call).
+    response = await client.post(f"{API}/sessions", json={"title": "Phiên mở"}, headers=admin)
+    open_session_id = response.json()["id"]
+    response = await client.post(
+        f"{API}/sessions/{open_session_id}/invitations", json={"all": True}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    response = await client.post(f"{API}/sessions/{open_session_id}/actions/open", headers=admin)
+    assert response.status_code == 200, response.text
     return World(
         url=settings.effective_database_url,
         admin=admin,
         session_id=session_id,
         target_account_id=target,
-        credential=response.json()["links"][0]["credential"],
+        credential=credential,
+        open_session_id=open_session_id,
     )
 
 
@@ -186,6 +198,14 @@ def valid_bodies(w: World) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         ("POST", f"{API}/sessions/{{session_id}}/whip-tokens"): (
             f"{API}/sessions/{s}/whip-tokens",
             {"label": "OBS"},
+        ),
+        ("POST", f"{API}/sessions/{{session_id}}/rollcalls"): (
+            f"{API}/sessions/{w.open_session_id}/rollcalls",
+            {"deadline_s": 90.0, "message": "Điểm danh đầu phiên"},
+        ),
+        ("POST", f"{API}/sessions/{{session_id}}/rollcalls/{{number}}/records/{{point_code}}"): (
+            f"{API}/sessions/{w.open_session_id}/rollcalls/1/records/P002",
+            {"status": "present", "headcount": 12, "reason": "Báo qua điện thoại"},
         ),
     }
 

@@ -71,6 +71,8 @@ class Running:
             command=command,
             token_id=1,
             resource_id="r1",
+            number=1,
+            point_code="P001",
         )
 
 

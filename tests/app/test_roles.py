@@ -166,6 +166,40 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", f"{API}/sessions/{{session_id}}/floor/speaking-times"): Call(
             STAFF, f"{API}/sessions/{s}/floor/speaking-times", 200
         ),
+        ("GET", f"{API}/sessions/{{session_id}}/rollcalls"): Call(
+            STAFF, f"{API}/sessions/{s}/rollcalls", 200
+        ),
+        # A deadline too short: refused every time, so no round is opened.
+        ("POST", f"{API}/sessions/{{session_id}}/rollcalls"): Call(
+            OPERATORS, f"{API}/sessions/{s}/rollcalls", 422, json={"deadline_s": 5}
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/rollcalls/{{number}}"): Call(
+            STAFF, f"{API}/sessions/{s}/rollcalls/1", 404
+        ),
+        ("POST", f"{API}/sessions/{{session_id}}/rollcalls/{{number}}/close"): Call(
+            OPERATORS, f"{API}/sessions/{s}/rollcalls/1/close", 409
+        ),
+        (
+            "POST",
+            f"{API}/sessions/{{session_id}}/rollcalls/{{number}}/records/{{point_code}}",
+        ): Call(
+            OPERATORS,
+            f"{API}/sessions/{s}/rollcalls/1/records/P001",
+            422,
+            json={"status": "excused", "reason": ""},
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/attendance"): Call(
+            STAFF, f"{API}/sessions/{s}/attendance", 200
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/attendance.csv"): Call(
+            STAFF, f"{API}/sessions/{s}/attendance.csv", 200
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/attendance.xlsx"): Call(
+            STAFF, f"{API}/sessions/{s}/attendance.xlsx", 200
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/attendance.html"): Call(
+            STAFF, f"{API}/sessions/{s}/attendance.html", 200
+        ),
         # A label too long: refused every time, so no token piles up.
         ("POST", f"{API}/sessions/{{session_id}}/whip-tokens"): Call(
             OPERATORS, f"{API}/sessions/{s}/whip-tokens", 422, json={"label": "x" * 101}

@@ -200,3 +200,32 @@ async def test_a_round_survives_a_restart(start_live: Any) -> None:
     desk = restarted.state.signaling.rollcalls[live.session_id]
     assert desk.tallies[1].total.present == 1
     assert desk.tallies[1].total.headcount == 18
+
+
+async def test_a_failed_commit_answers_unavailable_and_keeps_nothing(
+    live_server: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = live_server
+    codes = sorted(live.credentials)
+    operator = await live.hello_staff()
+    point = await live.hello_point(live.credentials[codes[0]])
+    ok(await rc(operator, "open", deadline_s=60))
+    desk = live.state.signaling.rollcalls[live.session_id]
+    real_write = desk._write
+
+    async def broken(batch: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(desk, "_write", broken)
+    k = key()
+    refused(await rc(point, "confirm", round=1, headcount=9, key=k), "unavailable")
+    # Memory holds nothing the database lost: the round is rebuilt without the answer.
+    assert desk.state.rounds[0].records == {}
+    assert desk.tallies[1].total.waiting == HANOI_POINTS
+    assert desk.keys == {}
+
+    monkeypatch.setattr(desk, "_write", real_write)
+    again = ok(await rc(point, "confirm", round=1, headcount=9, key=k))
+    assert again["replayed"] is False
+    assert again["status"] == "present"
+    assert desk.tallies[1].total.present == 1

@@ -342,6 +342,7 @@ def test_schema_lists_every_type_under_its_discriminator() -> None:
         "ping",
         "wall.snapshot",
         "wall.delta",
+        "rollcall.tally",
     }
     definitions = schema["client_to_server"]["$defs"]
     for name in ("Hello", "Pong", "Stats", "Ping", "Resync", "WallGet", "Bye", "PointAuth"):
