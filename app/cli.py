@@ -817,6 +817,24 @@ def bench_floor(
     _report_bench(floor, options, as_json=as_json)
 
 
+@bench_cli.command("rollcall")
+def bench_rollcall(
+    points: Annotated[int, typer.Option(min=1, max=3321, help="Connected points (N).")],
+    window_s: Annotated[
+        float, typer.Option(min=0.1, max=600, help="Every point confirms once within this window.")
+    ] = 10.0,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Point client processes.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """N points confirm a roll-call within a window: time to each ack and to the operator's tally,
+    nothing lost, the database intact."""
+
+    from app.benchmarks import rollcall
+
+    options = rollcall.RollcallOptions(points=points, window_s=window_s, processes=processes)
+    _report_bench(rollcall, options, as_json=as_json)
+
+
 def main() -> None:
     cli()
 
