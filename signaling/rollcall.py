@@ -33,6 +33,7 @@ from bridges.rollcall import (
     Counts,
     Phase,
     Record,
+    RollcallRefused,
     RollcallState,
     Round,
     Status,
@@ -290,6 +291,14 @@ class RollcallDesk:
             ),
             actor,
         )
+
+    async def close_open_round(self, actor: str) -> None:
+        """The session ended: an open round closes with it, so no report shows rooms "waiting"
+        for a conference that is over."""
+        current = self.state.current
+        if current is not None:
+            with contextlib.suppress(RollcallRefused, StorageUnavailable):
+                await self._submit(machine.Close(round=current.number), actor)
 
     @staticmethod
     def _need(value: Any, name: str) -> Any:

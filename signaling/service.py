@@ -147,7 +147,7 @@ class Signaling:
         self.by_address: Counter[str] = Counter()
         self.by_account: Counter[int] = Counter()
         self.connections: set[Connection] = set()
-        self._background: set[asyncio.Task[SessionRoom]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._media_tasks: set[asyncio.Task[None]] = set()
         self.floors: dict[int, FloorDesk] = {}
         self.rollcalls: dict[int, RollcallDesk] = {}
@@ -315,6 +315,11 @@ class Signaling:
         desk = self.floors.get(session_id)
         if desk is not None and (desk.state.holders or desk.state.queue):
             desk.spawn(SessionEnded(), "system")
+        rollcall = self.rollcalls.get(session_id)
+        if rollcall is not None and rollcall.state.current is not None:
+            closing = asyncio.get_running_loop().create_task(rollcall.close_open_round("system"))
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
         if self.media is not None:
             task = asyncio.get_running_loop().create_task(self.media.close_session(session_id))
             self._media_tasks.add(task)

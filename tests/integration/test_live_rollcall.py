@@ -229,3 +229,22 @@ async def test_a_failed_commit_answers_unavailable_and_keeps_nothing(
     assert again["replayed"] is False
     assert again["status"] == "present"
     assert desk.tallies[1].total.present == 1
+
+
+async def test_ending_the_session_closes_the_open_round(live_server: Live) -> None:
+    live = live_server
+    codes = sorted(live.credentials)
+    operator = await live.hello_staff()
+    point = await live.hello_point(live.credentials[codes[0]])
+    ok(await rc(operator, "open", deadline_s=60))
+    ok(await rc(point, "confirm", round=1, headcount=7, key=key()))
+    ended = await live.action(live.session_id, "end")
+    assert ended["status"] == "ended"
+    event = await operator.until("event", where=lambda m: m["event"] == "rollcall.closed")
+    assert event["actor"] == "system"
+    assert event["payload"]["counts"]["present"] == 1
+    assert event["payload"]["counts"]["absent"] == HANOI_POINTS - 1
+    rounds = (
+        await live.http.get(f"/api/v1/sessions/{live.session_id}/rollcalls", headers=live.op)
+    ).json()["rounds"]
+    assert rounds[0]["phase"] == "closed"
