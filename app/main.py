@@ -34,6 +34,7 @@ from app.rollcall.endpoints import router as rollcall_router
 from app.sessions.endpoints import router as sessions_router
 from app.settings import Settings
 from app.state import ServiceState
+from app.web import routes as web
 from app.whip.endpoints import router as whip_router
 from media.factory import create_backend
 from migrations.runner import head_revision
@@ -159,6 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(
             generate_latest(state.signaling.metrics.registry), media_type=CONTENT_TYPE_LATEST
         )
+
+    web.mount(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -64,6 +64,8 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
         path = route.path
         assert path is not None, route
         methods = route.methods
+        if path == "/static":  # the web app's files: public, checked by test_static_is_public
+            continue
         if not methods:  # a WebSocket route
             found.add(("WEBSOCKET", path))
             continue
@@ -81,6 +83,7 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", "/docs/oauth2-redirect"): Call(PUBLIC, "/docs/oauth2-redirect", 200),
         ("GET", "/redoc"): Call(PUBLIC, "/redoc", 200),
         ("GET", "/healthz"): Call(PUBLIC, "/healthz", 200),
+        ("GET", "/join"): Call(PUBLIC, "/join", 200),
         ("GET", "/metrics"): Call(PUBLIC, "/metrics", 200),
         ("GET", f"{API}/ws/schema.json"): Call(PUBLIC, f"{API}/ws/schema.json", 200),
         ("GET", "/"): Call(PUBLIC, "/", 307),
@@ -650,3 +653,13 @@ async def check_odd_id(client: httpx.AsyncClient, admin: dict[str, str], odd: st
         assert response.status_code in (404, 422), (method, path, response.text)
         expected = "not_found" if response.status_code == 404 else "validation_error"
         assert response.json()["code"] == expected, (method, path, response.text)
+
+
+async def test_static_is_public(client: httpx.AsyncClient) -> None:
+    """The web app's pages and scripts hold no secret: anyone may load them, and a path out of the
+    folder is not served."""
+    for path in ("/static/point.html", "/static/js/live.js", "/static/css/app.css"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+    assert (await client.get("/static/../app/settings.py")).status_code == 404
+    assert (await client.get("/static/%2e%2e/routes.py")).status_code == 404
