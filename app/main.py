@@ -30,6 +30,7 @@ from app.media_stats.endpoints import router as media_stats_router
 from app.middleware import BodySizeLimit, RequestContext
 from app.points.endpoints import IMPORT_PATH
 from app.points.endpoints import router as points_router
+from app.readiness.endpoints import router as readiness_router
 from app.rollcall.endpoints import router as rollcall_router
 from app.sessions.endpoints import router as sessions_router
 from app.settings import Settings
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
         media_stats_router,
         floor_router,
         rollcall_router,
+        readiness_router,
     ):
         api.include_router(router)
     app.include_router(api)

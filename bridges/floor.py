@@ -576,6 +576,8 @@ class QueueEntry:
     status: RequestStatus
     priority: Priority
     topic: str
+    # When the hand went up, for the chair's waiting time; not part of what makes two lines equal.
+    requested_at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -622,7 +624,7 @@ Effect: TypeAlias = Transition | QueueChanged | DeadlineChanged
 
 def _entries(queue: tuple[Waiting, ...]) -> tuple[QueueEntry, ...]:
     return tuple(
-        QueueEntry(w.request, w.point, i, w.status, w.priority, w.topic)
+        QueueEntry(w.request, w.point, i, w.status, w.priority, w.topic, w.requested_at)
         for i, w in enumerate(queue, start=1)
     )
 

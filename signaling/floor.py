@@ -302,6 +302,7 @@ class FloorDesk:
                     "status": e.status.value,
                     "priority": e.priority.value,
                     "topic": e.topic,
+                    "requested_at": e.requested_at,
                 }
                 for e in machine.queue_entries(state)
             ],

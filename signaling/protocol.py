@@ -326,6 +326,9 @@ class FloorQueueEntry(BaseModel):
     status: str = Field(description="pending or accepted")
     priority: str
     topic: str
+    requested_at: float = Field(
+        description="Unix time the hand went up (the chair's waiting time)."
+    )
 
 
 class FloorView(BaseModel):

@@ -199,6 +199,18 @@ def valid_bodies(w: World) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
             f"{API}/sessions/{s}/whip-tokens",
             {"label": "OBS"},
         ),
+        ("POST", f"{API}/join/readiness"): (
+            f"{API}/join/readiness",
+            {
+                "credential": w.credential,
+                "camera": True,
+                "microphone": False,
+                "rtt_ms": 42.5,
+                "camera_label": "Camera phòng họp",
+                "microphone_label": "Micrô",
+            },
+        ),
+        ("POST", f"{API}/qr"): (f"{API}/qr", {"text": "https://diemcau.test/join#dc1_x"}),
         ("POST", f"{API}/sessions/{{session_id}}/rollcalls"): (
             f"{API}/sessions/{w.open_session_id}/rollcalls",
             {"deadline_s": 90.0, "message": "Điểm danh đầu phiên"},

@@ -84,6 +84,17 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", "/redoc"): Call(PUBLIC, "/redoc", 200),
         ("GET", "/healthz"): Call(PUBLIC, "/healthz", 200),
         ("GET", "/join"): Call(PUBLIC, "/join", 200),
+        # A report with a credential that is no join link: refused every time, nothing logged.
+        ("POST", f"{API}/join/readiness"): Call(
+            PUBLIC,
+            f"{API}/join/readiness",
+            401,
+            json={"credential": "dc1_nope", "camera": True, "microphone": True},
+        ),
+        ("GET", f"{API}/sessions/{{session_id}}/readiness"): Call(
+            STAFF, f"{API}/sessions/{s}/readiness", 200
+        ),
+        ("POST", f"{API}/qr"): Call(STAFF, f"{API}/qr", 200, json={"text": "https://x/join#y"}),
         ("GET", "/metrics"): Call(PUBLIC, "/metrics", 200),
         ("GET", f"{API}/ws/schema.json"): Call(PUBLIC, f"{API}/ws/schema.json", 200),
         ("GET", "/"): Call(PUBLIC, "/", 307),

@@ -46,6 +46,7 @@ async def test_hand_raised_granted_heard_revoked(live_server: Live) -> None:
     # Everyone sees the queue change; the listener's own event says who waits.
     event = await listener.until("event", where=lambda m: m["event"] == "floor.request")
     assert event["payload"]["floor"]["queue"][0]["position"] == 1
+    assert abs(event["payload"]["floor"]["queue"][0]["requested_at"] - time.time()) < 30
 
     # A client that did not resume asks for the floor as it is.
     assert floor_of(await act(listener, "get"))["queue"][0]["request_id"] == request_id

@@ -80,6 +80,19 @@ async function checkNetwork() {
   return state.identity;
 }
 
+// The check goes to the hall's readiness board before the point joins.
+async function reportReadiness() {
+  const video = state.stream?.getVideoTracks()[0], audio = state.stream?.getAudioTracks()[0];
+  const response = await fetch("/api/v1/join/readiness", {
+    method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({
+      credential, camera: Boolean(video), microphone: Boolean(audio), rtt_ms: state.networkRtt,
+      camera_label: (video?.label ?? "").slice(0, 200), microphone_label: (audio?.label ?? "").slice(0, 200),
+    }),
+  });
+  state.readinessReported = response.ok;
+}
+
 async function deviceCheck() {
   translate();
   try {
@@ -91,6 +104,7 @@ async function deviceCheck() {
     await listDevices();
     state.checked = true;
     $("join").disabled = false;
+    reportReadiness();
   } catch (error) {
     $("check-error").textContent = t("check.denied", {error: error.message ?? error});
     show("check-error", true);
