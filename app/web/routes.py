@@ -26,6 +26,27 @@ async def point_page() -> FileResponse:
     return FileResponse(STATIC / "point.html", headers=NO_CACHE)
 
 
+@router.get("/login")
+async def login_page() -> FileResponse:
+    return FileResponse(STATIC / "login.html", headers=NO_CACHE)
+
+
+@router.get("/console")
+async def console_page() -> FileResponse:
+    """The hall operator's console (the page asks for a login itself)."""
+    return FileResponse(STATIC / "console.html", headers=NO_CACHE)
+
+
+@router.get("/moderator")
+async def moderator_page() -> FileResponse:
+    return FileResponse(STATIC / "moderator.html", headers=NO_CACHE)
+
+
+@router.get("/hall")
+async def hall_page() -> FileResponse:
+    return FileResponse(STATIC / "hall.html", headers=NO_CACHE)
+
+
 def mount(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

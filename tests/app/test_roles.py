@@ -84,6 +84,11 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
         ("GET", "/redoc"): Call(PUBLIC, "/redoc", 200),
         ("GET", "/healthz"): Call(PUBLIC, "/healthz", 200),
         ("GET", "/join"): Call(PUBLIC, "/join", 200),
+        ("GET", "/login"): Call(PUBLIC, "/login", 200),
+        # Pages hold no data: each asks for a login before it reads anything.
+        ("GET", "/console"): Call(PUBLIC, "/console", 200),
+        ("GET", "/moderator"): Call(PUBLIC, "/moderator", 200),
+        ("GET", "/hall"): Call(PUBLIC, "/hall", 200),
         # A report with a credential that is no join link: refused every time, nothing logged.
         ("POST", f"{API}/join/readiness"): Call(
             PUBLIC,

@@ -9,11 +9,11 @@ export function token() {
   return sessionStorage.getItem("diemcau.token");
 }
 
+// False (and off to the login page, to come back here) when this tab has no token.
 export function requireLogin() {
-  if (!token()) {
-    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
-    throw new Error("not logged in");
-  }
+  if (token()) return true;
+  location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+  return false;
 }
 
 export class ApiError extends Error {
