@@ -124,6 +124,7 @@ class FloorDesk:
         publish: Callable[[Sequence[SessionEvent]], None],
         route_floor: Callable[[int, int | None], Any],
         codes: Callable[[int], str | None],
+        names: Callable[[int], str | None] = lambda _: None,
         points_by_code: Callable[[str], int | None],
         online: Callable[[], set[int]],
         settings: Callable[[], dict[str, Any]],
@@ -133,6 +134,7 @@ class FloorDesk:
         self.publish = publish
         self.route_floor = route_floor
         self.codes = codes
+        self.names = names
         self.points_by_code = points_by_code
         self.online = online
         self.settings = settings
@@ -287,6 +289,7 @@ class FloorDesk:
             "holders": [
                 {
                     "point_code": self.codes(h.point),
+                    "point_name": self.names(h.point),
                     "request_id": h.request,
                     "topic": h.topic,
                     "granted_at": h.granted_at,
@@ -299,6 +302,7 @@ class FloorDesk:
                     "position": e.position,
                     "request_id": e.request,
                     "point_code": self.codes(e.point),
+                    "point_name": self.names(e.point),
                     "status": e.status.value,
                     "priority": e.priority.value,
                     "topic": e.topic,

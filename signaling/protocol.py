@@ -313,6 +313,7 @@ class MediaInfo(Message):
 
 class FloorHolder(BaseModel):
     point_code: str | None
+    point_name: str | None = Field(default=None, description="As in the point directory.")
     request_id: int
     topic: str
     granted_at: float
@@ -323,6 +324,7 @@ class FloorQueueEntry(BaseModel):
     position: int = Field(description="1 is next; contiguous.")
     request_id: int
     point_code: str | None
+    point_name: str | None = Field(default=None, description="As in the point directory.")
     status: str = Field(description="pending or accepted")
     priority: str
     topic: str

@@ -269,6 +269,7 @@ class Signaling:
             publish=self.publish_committed,
             route_floor=route_floor,
             codes=code_of,
+            names=lambda point_id: live.name if (live := room.points.get(point_id)) else None,
             points_by_code=point_of,
             online=room.online_points,
             settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},

@@ -8,20 +8,22 @@ only after its commit. Points confirm over the WebSocket only.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter
+from sqlalchemy import select
 
-from app.attendance.build import build_report
+from app.attendance.build import build_report, merge_intervals
 from app.attendance.export import csv_bytes, html_text, xlsx_bytes
 from app.attendance.model import AttendanceReport
 from app.auth.principal import OPERATORS, STAFF, StaffPrincipal
 from app.deps import Db, State, require
 from app.errors import Conflict, DiemcauError, Forbidden, NotFound, ValidationFailed
 from app.sessions.schemas import StrictModel
-from models import ConferenceSession
+from models import ConferenceSession, Point, PresenceInterval
 from signaling.protocol import (
     RollcallAreaCounts,
     RollcallMessage,
@@ -197,6 +199,55 @@ async def mark_record(
     assert round_ is not None
     point = next(p for p, (code, _, _) in desk.invited().items() if code == point_code)
     return desk.record_view(round_, point)
+
+
+# ---- one point's presence ---------------------------------------------------------------------
+
+
+class StayRead(BaseModel):
+    connected_at: datetime
+    disconnected_at: datetime | None
+
+
+class PresenceRead(BaseModel):
+    session_id: int
+    point_code: str
+    connected_s: float
+    stays: list[StayRead]
+
+
+@router.get("/sessions/{session_id}/presence/{point_code}", response_model=PresenceRead)
+async def point_presence(
+    session_id: int, point_code: str, state: State, db: Db, _: Reader
+) -> PresenceRead:
+    """One point's connected intervals, merged across reconnects (the wall's tile details)."""
+    await db.commit()
+    async with state.signaling.readers() as reader:
+        point = await reader.scalar(select(Point).where(Point.code == point_code))
+        if point is None or await reader.get(ConferenceSession, session_id) is None:
+            raise NotFound("no such point or session", details={"point_code": point_code})
+        rows = await reader.scalars(
+            select(PresenceInterval).where(
+                PresenceInterval.session_id == session_id, PresenceInterval.point_id == point.id
+            )
+        )
+        spans = [(r.connected_at, r.disconnected_at) for r in rows]
+    now = datetime.now(UTC)
+    stays = merge_intervals([(_utc(a), _utc(b) if b is not None else None) for a, b in spans], now)
+    return PresenceRead(
+        session_id=session_id,
+        point_code=point_code,
+        connected_s=sum(
+            ((s.disconnected_at or now) - s.connected_at).total_seconds() for s in stays
+        ),
+        stays=[
+            StayRead(connected_at=s.connected_at, disconnected_at=s.disconnected_at) for s in stays
+        ],
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # ---- the attendance report -------------------------------------------------------------------

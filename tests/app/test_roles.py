@@ -207,6 +207,9 @@ def route_table(w: World) -> dict[tuple[str, str], Call]:
             422,
             json={"status": "excused", "reason": ""},
         ),
+        ("GET", f"{API}/sessions/{{session_id}}/presence/{{point_code}}"): Call(
+            STAFF, f"{API}/sessions/{s}/presence/P001", 200
+        ),
         ("GET", f"{API}/sessions/{{session_id}}/attendance"): Call(
             STAFF, f"{API}/sessions/{s}/attendance", 200
         ),

@@ -47,6 +47,13 @@ def watch_console(page: Any, problems: list[str]) -> None:
     page.on("pageerror", lambda e: problems.append(f"{page.url}: {e}"))
 
 
+async def staff_headers(live: Any) -> dict[str, str]:
+    response = await live.http.post(
+        "/api/v1/auth/login", json={"username": "operator", "password": TEST_PASSWORD}
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
 async def login(page: Any) -> None:
     await page.wait_for_selector("#login")
     await page.fill("#username", "operator")
@@ -85,7 +92,20 @@ async def test_from_import_to_roll_call_in_the_browser(
     await console.fill("#new-hall", "Hội trường Thành ủy")
     await console.click("#new-session button[type=submit]")
     await poll(console, f"window.diemcau.session && window.diemcau.session.title === '{TITLE}'")
+    # Edit it before it opens: a new hall and a shorter speaking time.
+    await console.fill("#edit-hall", "Hội trường Thành ủy, tầng 3")
+    await console.fill("#edit-speaking", "150")
+    await console.click("#edit-session button[type=submit]")
+    await console.wait_for_function("document.getElementById('edit-saved').textContent !== ''")
+    stored = (await live.http.get("/api/v1/sessions", headers=await staff_headers(live))).json()
+    assert stored["items"][0]["hall_name"] == "Hội trường Thành ủy, tầng 3"
+    assert stored["items"][0]["settings"]["speaking_time_limit_s"] == 150
     await console.click("[data-tab=invitations]")
+    await console.fill("#invite-codes", "00001, 00004")
+    await console.click("#invite-codes-go")
+    await console.wait_for_function(
+        "document.getElementById('invite-report').textContent.includes(' 2 ')"
+    )
     await console.click("#invite-all")
     await console.wait_for_function(
         f"document.getElementById('invite-report').textContent.includes('{HANOI_POINTS}')"
@@ -157,9 +177,11 @@ async def test_from_import_to_roll_call_in_the_browser(
         "document.getElementById('hall-speaker').getVideoPlaybackQuality().totalVideoFrames >= 10",
         within=20,
     )
-    assert PHUC_XA in (await hall.text_content("#speaker-name") or "")
+    assert "Phường Phúc Xá" in (await hall.text_content("#speaker-name") or "")
     await shot(moderator, "moderator-2-speaking")
     await shot(hall, "hall-1-speaker")
+    await hall.set_viewport_size({"width": 2560, "height": 1440})  # the hall's big screen
+    await shot(hall, "hall-2-large-display")
 
     # ---- the roll-call reaches the operator's tally ----
     await console.click("[data-tab=rollcall]")
@@ -188,6 +210,8 @@ async def test_from_import_to_roll_call_in_the_browser(
     assert "1" in (await console.text_content("[data-state=online]") or "")
     await console.click(f".tile[data-code='{PHUC_XA}']")
     await console.wait_for_selector("#tile-detail:not([hidden])")
+    await console.wait_for_selector("#detail-stays li")
+    assert (await console.text_content("#detail-stays li") or "").endswith("…")  # still connected
     await shot(console, "console-5-wall")
     await console.click("[data-tab=readiness]")
     await console.wait_for_function(

@@ -62,6 +62,37 @@ function renderCurrent() {
                   onclick: guard(() => lifecycle(action))})));
 }
 
+function fillEdit() {
+  const s = state.session;
+  $("edit-session").hidden = !s;
+  if (!s) return;
+  $("edit-title").value = s.title;
+  $("edit-hall").value = s.hall_name;
+  $("edit-start").value = s.scheduled_start ? localInput(new Date(s.scheduled_start)) : "";
+  $("edit-speaking").value = s.settings.speaking_time_limit_s;
+  $("edit-rollcall").value = s.settings.rollcall_deadline_s;
+  $("edit-saved").textContent = "";
+}
+
+function localInput(date) {
+  const shifted = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return shifted.toISOString().slice(0, 16);
+}
+
+$("edit-session").addEventListener("submit", guard(async (event) => {
+  event.preventDefault();
+  const body = {
+    title: $("edit-title").value, hall_name: $("edit-hall").value,
+    settings: {speaking_time_limit_s: Number($("edit-speaking").value),
+               rollcall_deadline_s: Number($("edit-rollcall").value)},
+  };
+  if ($("edit-start").value) body.scheduled_start = new Date($("edit-start").value).toISOString();
+  state.session = await api("PATCH", `/sessions/${state.session.id}`, {json: body});
+  renderCurrent();
+  await loadSessions();
+  $("edit-saved").textContent = t("sessions.saved");
+}));
+
 async function lifecycle(action) {
   const s = state.session;
   if (DESTRUCTIVE.has(action) && !confirm(t("action.confirm", {action: t(`action.${action}`), title: s.title}))) return;
@@ -75,6 +106,7 @@ async function selectSession(id) {
   state.session = await api("GET", `/sessions/${id}`);
   history.replaceState(null, "", `?session=${id}`);
   renderCurrent();
+  fillEdit();
   state.live?.stop();
   state.live = null;
   state.links = [];
@@ -154,6 +186,9 @@ async function invite(body) {
 }
 $("invite-all").addEventListener("click", guard(() => invite({all: true})));
 $("invite-district-go").addEventListener("click", guard(() => invite({district_codes: [$("invite-district").value]})));
+$("invite-codes-go").addEventListener("click", guard(() => invite({
+  point_codes: $("invite-codes").value.split(/[\s,;]+/).filter(Boolean),
+})));
 
 // The credentials are shown once, in this answer: they stay in this tab until downloaded.
 $("make-links").addEventListener("click", guard(async () => {
@@ -315,6 +350,15 @@ function showDetail(code) {
     [t("wall.client"), point.client ?? "—"],
   ];
   $("detail-fields").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {textContent: k}), el("dd", {textContent: v})]));
+  loadStays(code).catch(fail);
+}
+
+async function loadStays(code) {
+  const presence = await api("GET", `/sessions/${state.session.id}/presence/${encodeURIComponent(code)}`);
+  if (state.selected !== code) return;
+  const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "…");
+  $("detail-stays").replaceChildren(...presence.stays.map((stay) =>
+    el("li", {textContent: `${time(stay.connected_at)} – ${time(stay.disconnected_at)}`})));
 }
 
 $("preview-go").addEventListener("click", guard(async () => {

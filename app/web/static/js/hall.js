@@ -55,7 +55,7 @@ async function watch(welcome) {
 
 function render() {
   const holder = state.floor.holders.at(-1);
-  $("speaker-name").textContent = holder ? t("stage.speaker", {name: holder.point_code}) : t("moderator.nobody");
+  $("speaker-name").textContent = holder ? t("stage.speaker", {name: holder.point_name ?? holder.point_code}) : t("moderator.nobody");
 }
 
 $("camera").addEventListener("click", () => publish("camera").catch(fail));

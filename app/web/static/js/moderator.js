@@ -22,12 +22,12 @@ function render() {
   const {holders, queue} = state.floor;
   const holder = holders.at(-1) ?? null;
   state.holder = holder?.point_code ?? null;
-  $("speaker").textContent = holder ? `${holder.point_code} — ${holder.topic}` : t("moderator.nobody");
+  $("speaker").textContent = holder ? `${holder.point_name ?? holder.point_code} — ${holder.topic}` : t("moderator.nobody");
   $("revoke").disabled = !holder;
   $("extend").disabled = !holder;
   $("queue-empty").hidden = queue.length > 0;
   $("queue").replaceChildren(...queue.map((entry, index) => el("li", {dataset: {request: entry.request_id, code: entry.point_code}},
-    el("strong", {textContent: `${entry.position}. ${entry.point_code}`}),
+    el("strong", {textContent: `${entry.position}. ${entry.point_name ?? entry.point_code}`}),
     el("span", {className: "topic", textContent: entry.topic}),
     el("span", {className: "waited", dataset: {since: entry.requested_at}}),
     el("button", {type: "button", className: "primary grant", textContent: t("moderator.grant"),

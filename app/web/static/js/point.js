@@ -167,7 +167,7 @@ function renderFloor() {
   state.mine = holder !== null && holder.point_code === myCode();
   show("floor-mine", state.mine);
   show("speaker-box", holder !== null && !state.mine);
-  $("speaker-name").textContent = holder ? t("stage.speaker", {name: holder.point_code}) : "";
+  $("speaker-name").textContent = holder ? t("stage.speaker", {name: holder.point_name ?? holder.point_code}) : "";
   const waiting = floor.queue.find((entry) => entry.point_code === myCode());
   state.position = waiting ? waiting.position : null;
   $("queue-place").textContent = waiting ? t("hand.waiting", {position: waiting.position}) : "";
