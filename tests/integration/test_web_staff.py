@@ -212,6 +212,13 @@ async def test_from_import_to_roll_call_in_the_browser(
     await console.wait_for_selector("#tile-detail:not([hidden])")
     await console.wait_for_selector("#detail-stays li")
     assert (await console.text_content("#detail-stays li") or "").endswith("…")  # still connected
+    # The live preview: the point's own camera, in the operator's preview slot.
+    await console.click("#preview-go")
+    await poll(
+        console,
+        "document.getElementById('preview-video').getVideoPlaybackQuality().totalVideoFrames >= 5",
+        within=20,
+    )
     await shot(console, "console-5-wall")
     await console.click("[data-tab=readiness]")
     await console.wait_for_function(
