@@ -21,7 +21,7 @@ from app.deps import Db, require
 from app.errors import NotFound
 from app.events.service import append_event
 from bridges.invitations import service
-from models import ConferenceSession, SessionEvent
+from models import ConferenceSession, Invitation, Point, SessionEvent
 
 router = APIRouter(tags=["readiness"])
 Reader = Annotated[StaffPrincipal, Depends(require(STAFF))]
@@ -52,8 +52,10 @@ class PointReadiness(BaseModel):
 
 class ReadinessBoard(BaseModel):
     session_id: int
+    invited: int
     reported: int
     ready: int
+    not_checked: list[str] = Field(description="Invited points that have not run their check yet.")
     points: list[PointReadiness]
 
 
@@ -107,8 +109,18 @@ async def readiness_board(session_id: int, db: Db, _: Reader) -> ReadinessBoard:
             ready=_ready(p),
         )
     points = [latest[code] for code in sorted(latest)]
+    invited = list(
+        await db.scalars(
+            select(Point.code)
+            .join(Invitation, Invitation.point_id == Point.id)
+            .where(Invitation.session_id == session_id, Invitation.revoked.is_(False))
+            .order_by(Point.code)
+        )
+    )
     return ReadinessBoard(
         session_id=session_id,
+        invited=len(invited),
+        not_checked=[code for code in invited if code not in latest],
         reported=len(points),
         ready=sum(p.ready for p in points),
         points=points,

@@ -224,6 +224,7 @@ async def test_from_import_to_roll_call_in_the_browser(
     await console.wait_for_function(
         "document.getElementById('readiness-summary').textContent.startsWith('1 / 1')"
     )
+    assert (await console.text_content("#readiness-missing") or "").startswith("525 / 526")
     await console.click("[data-tab=timeline]")
     assert "rollcall.confirmed" in (await console.text_content("#timeline") or "")
     await shot(console, "console-6-timeline")

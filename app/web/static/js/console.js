@@ -463,6 +463,8 @@ async function loadReadiness() {
   if (!state.session) return;
   const board = await api("GET", `/sessions/${state.session.id}/readiness`);
   $("readiness-summary").textContent = t("readiness.summary", board);
+  $("readiness-missing").textContent = t("readiness.notChecked", {count: board.not_checked.length, invited: board.invited});
+  $("readiness-missing-codes").textContent = board.not_checked.join(", ");
   $("readiness").replaceChildren(...board.points.map((p) => el("tr", {className: p.ready ? "ready" : "not-ready"},
     el("td", {textContent: p.point_code}),
     el("td", {textContent: p.ready ? t("readiness.ready") : t("readiness.notReady")}),
