@@ -126,6 +126,7 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     base = settings.effective_public_url
     out.print(f"diemcau serving on http://{settings.host}:{settings.port}")
+    out.print(f"  console       {base}/console   (staff sign in at {base}/login)")
     out.print(f"  API docs      {base}/docs")
     out.print(f"  OpenAPI       {base}/openapi.json")
     out.print(f"  API root      {base}/api/v1")
