@@ -836,6 +836,44 @@ def bench_rollcall(
     _report_bench(rollcall, options, as_json=as_json)
 
 
+@bench_cli.command("all")
+def bench_all(
+    points: Annotated[
+        int, typer.Option(min=2, max=3321, help="Points for signaling, floor, roll-call.")
+    ] = 3321,
+    subscribers: Annotated[int, typer.Option(min=2, max=500, help="Media subscribers.")] = 80,
+    media_points: Annotated[int, typer.Option(min=0, max=100, help="Floor media points.")] = 50,
+    passes: Annotated[int, typer.Option(min=1, max=10_000, help="Floor passes.")] = 100,
+    import_repeats: Annotated[int, typer.Option(min=1, max=20)] = 3,
+    document: Annotated[
+        Path | None,
+        typer.Option(help="Append the dated section here (default docs/benchmarks.md)."),
+    ] = Path("docs/benchmarks.md"),
+    no_write: Annotated[bool, typer.Option("--no-write", help="Print only.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Every benchmark (import, signaling, media, floor, roll-call) one after another, and a dated
+    section of the record with the machine, the commands, the numbers and the targets."""
+    import json
+
+    from app.benchmarks import record
+
+    options = record.RecordOptions(
+        points=points,
+        subscribers=subscribers,
+        media_points=media_points,
+        passes=passes,
+        import_repeats=import_repeats,
+    )
+    result = record.run(options)
+    if document is not None and not no_write:
+        record.write(result, document)
+    if as_json:
+        typer.echo(json.dumps(record.as_dict(result), ensure_ascii=False))
+        return
+    out.print(record.render(result))
+
+
 def main() -> None:
     cli()
 
