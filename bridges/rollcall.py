@@ -299,10 +299,17 @@ def _confirm(state: RollcallState, command: Confirm, now: float) -> tuple[Rollca
         confirmed_at=confirmed_at,
         changed_at=now,
     )
-    if before is not None and (before.status, before.headcount, before.note) == (
-        after.status,
-        after.headcount,
-        after.note,
+    # Only the point's own earlier answer makes a repeat "unchanged": an operator's mark with the
+    # same values (phoned in) is not the point's word, which is recorded when it comes.
+    if (
+        answered
+        and before is not None
+        and (before.status, before.headcount, before.note)
+        == (
+            after.status,
+            after.headcount,
+            after.note,
+        )
     ):
         raise RollcallRefused(round_.phase, command.name, Refusal.UNCHANGED)
     effect = Confirmed(
