@@ -874,6 +874,175 @@ def bench_all(
     out.print(record.render(result))
 
 
+# ---- rehearsal ---------------------------------------------------------------------------------
+
+
+def _range(text: str, name: str) -> tuple[float, float]:
+    """`low-high` or a single number, in seconds."""
+    try:
+        low, _, high = text.partition("-")
+        bounds = (float(low), float(high or low))
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be low-high in seconds, e.g. 1-10") from None
+    if bounds[0] < 0 or bounds[1] < bounds[0]:
+        raise typer.BadParameter(f"{name} must be low-high with 0 <= low <= high")
+    return bounds
+
+
+@cli.command("simulate")
+def simulate(
+    server: Annotated[str, typer.Option(help="The running server, e.g. http://127.0.0.1:8000.")],
+    session_id: Annotated[int, typer.Option("--session", min=1, help="The session to join.")],
+    points: Annotated[
+        Path | None,
+        typer.Option(
+            help="A points file: its points are invited and get NEW join links (old ones stop "
+            "working; use a rehearsal session). Needs --username and DIEMCAU_PASSWORD.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    links: Annotated[
+        Path | None,
+        typer.Option(
+            help="A join-links file exported from the console (no login needed).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    username: Annotated[str, typer.Option(help="An operator's account (with --points).")] = "",
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N rooms (0: all).")] = 0,
+    media_points: Annotated[
+        int, typer.Option(min=0, max=100, help="Rooms with real media (aiortc).")
+    ] = 0,
+    processes: Annotated[int, typer.Option(min=1, max=32, help="Client processes.")] = 2,
+    join_spread_s: Annotated[float, typer.Option(min=0, help="Joins spread over S s.")] = 10.0,
+    drop_share: Annotated[float, typer.Option(min=0, max=1, help="Rooms that drop.")] = 0.02,
+    hand_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Rooms that raise a hand.")
+    ] = 0.02,
+    silent_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Rooms that never answer a roll-call.")
+    ] = 0.02,
+    answer_delay: Annotated[str, typer.Option(help="Roll-call answer after low-high s.")] = "1-10",
+    seed: Annotated[int, typer.Option(help="The same seed, the same behaviour.")] = 1,
+    duration_s: Annotated[
+        float, typer.Option(min=0, help="Stop after S s (0: when the session ends).")
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Simulated connection points against a running server: real WebSockets for all, real media
+    for some; staggered joins, drops and resumes, hands, roll-call answers, silent rooms."""
+    import json
+
+    from app.simulate import run as sim
+    from app.simulate.plan import Behaviour
+
+    options = sim.SimulateOptions(
+        server=server,
+        session_id=session_id,
+        points=points,
+        links=links,
+        username=username,
+        password=os.environ.get("DIEMCAU_PASSWORD", "")
+        if not points or not username
+        else os.environ.get("DIEMCAU_PASSWORD") or getpass.getpass(f"Password for {username}: "),
+        limit=limit,
+        processes=processes,
+        duration_s=duration_s,
+        behaviour=Behaviour(
+            join_spread_s=join_spread_s,
+            drop_share=drop_share,
+            hand_share=hand_share,
+            silent_share=silent_share,
+            answer_delay_s=_range(answer_delay, "--answer-delay"),
+            media_points=media_points,
+            seed=seed,
+        ),
+    )
+    try:
+        summary = sim.simulate(options, progress=lambda status: err.print(status.line()))
+    except (sim.SimulateError, ValueError) as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(sim.as_dict(summary), ensure_ascii=False))
+    else:
+        out.print(sim.render(summary))
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+@cli.command("rehearse")
+def rehearse(
+    points: Annotated[
+        Path,
+        typer.Option(help="The points file (CSV) to rehearse with.", exists=True, dir_okay=False),
+    ],
+    media_points: Annotated[
+        int, typer.Option(min=0, max=100, help="Rooms with real media (aiortc).")
+    ] = 20,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N points (0: all).")] = 0,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Rehearse on this database (e.g. the configured PostgreSQL); default: a fresh "
+            "SQLite file, removed afterwards."
+        ),
+    ] = None,
+    processes: Annotated[int, typer.Option(min=1, max=32, help="Room processes.")] = 2,
+    passes: Annotated[int, typer.Option(min=1, max=100, help="Floor passes.")] = 5,
+    pass_interval_s: Annotated[float, typer.Option(min=2, max=120)] = 8.0,
+    join_spread_s: Annotated[
+        float | None, typer.Option(min=0, help="Default: 1 s per 100 points, 5-60 s.")
+    ] = None,
+    drop_share: Annotated[float, typer.Option(min=0, max=1, help="Rooms that drop.")] = 0.02,
+    hand_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Rooms that raise a hand.")
+    ] = 0.02,
+    silent_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Rooms that never answer a roll-call.")
+    ] = 0.02,
+    seed: Annotated[int, typer.Option(help="The same seed, the same rooms drop.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """A whole conference on this machine: a server, a session for the file's points, a join
+    storm, a roll-call, floor passes with media, a second roll-call, the end; then the report."""
+    import json
+
+    from app.rehearsal import script
+    from app.simulate.plan import Behaviour
+
+    options = script.RehearseOptions(
+        points=points,
+        media_points=media_points,
+        limit=limit,
+        database_url=database_url,
+        processes=processes,
+        passes=passes,
+        pass_interval_s=pass_interval_s,
+        join_spread_s=join_spread_s,
+        behaviour=Behaviour(
+            answer_delay_s=(1.0, 8.0),
+            drop_share=drop_share,
+            hand_share=hand_share,
+            silent_share=silent_share,
+            seed=seed,
+        ),
+    )
+    try:
+        report = script.run(options, progress=lambda line: err.print(escape(line)))
+    except (script.RehearsalError, script.FleetError) as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(script.as_dict(report), ensure_ascii=False))
+    else:
+        out.print(script.render(report))
+    if not report.passed_all:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     cli()
 
