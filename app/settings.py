@@ -70,7 +70,10 @@ class Settings(BaseSettings):
         default=60.0, ge=0, le=3600, description="A dropped point stays degraded this long."
     )
     resume_max_events: int = Field(
-        default=2000, ge=0, description="Replay at most this many missed events, else a snapshot."
+        default=2000,
+        ge=0,
+        description="Replay at most this many missed events (for a point: events for points), "
+        "else a snapshot.",
     )
     degraded_rtt_ms: float = Field(default=400.0, gt=0)
     degraded_loss_pct: float = Field(default=5.0, ge=0, le=100)

@@ -8,6 +8,7 @@ pure machine in bridges.presence.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import random
@@ -153,6 +154,11 @@ class SessionRoom:
         self.counts: Counter[str] = Counter()
         self.areas: dict[str, AreaTally] = {}
         self.delivered_seq = 0
+        # The seqs of recent events addressed to points, ascending: a point's resume is bounded
+        # by what it missed, not by the staff-only events (a roll-call's thousands of answers)
+        # written meanwhile. Complete for seqs after `point_seqs_from`.
+        self.point_seqs: list[int] = []
+        self.point_seqs_from = 0
         self.status = ""
         self._dirty_points: set[int] = set()
         self._dirty_areas: set[str] = set()
@@ -168,6 +174,7 @@ class SessionRoom:
             if session is None:
                 raise LookupError(self.session_id)
             self.delivered_seq = session.last_seq
+            self.point_seqs_from = session.last_seq
             self.status = session.status.value
             self._take_snapshot(session)
             await self._load_points(db, None)
@@ -312,6 +319,20 @@ class SessionRoom:
             if conn.send(text, frame=frame):
                 self.metrics.messages_out.labels(kind).inc()
 
+    def _index_point_event(self, seq: int) -> None:
+        self.point_seqs.append(seq)
+        excess = len(self.point_seqs) - (self.settings.resume_max_events + 1)
+        if excess > 0:
+            self.point_seqs_from = self.point_seqs[excess - 1]
+            del self.point_seqs[:excess]
+
+    def missed_by_a_point(self, last_seq: int) -> int | None:
+        """How many events for points were delivered after `last_seq`; None when the index does
+        not reach back that far (more than resume_max_events of them, or before this room)."""
+        if last_seq < self.point_seqs_from or last_seq > self.delivered_seq:
+            return None
+        return len(self.point_seqs) - bisect.bisect_right(self.point_seqs, last_seq)
+
     async def deliver(self, events: Sequence[LoggedEvent]) -> None:
         """Fan committed events out to every local connection they are for, in seq order.
 
@@ -333,6 +354,7 @@ class SessionRoom:
             targets: list[Connection] = list(self.staff)
             if audience_of(logged.type) is Audience.EVERYONE:
                 targets.extend(self.point_connections)
+                self._index_point_event(logged.seq)
             seq = logged.seq
             # From here a joining connection replays this event from the log (it is not in
             # `targets`), so it is counted as delivered before the slices go out.

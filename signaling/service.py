@@ -543,12 +543,15 @@ class Signaling:
         was_present = live is not None and live.presence.state.value in ("online", "degraded")
         if live is not None:
             room.connect_point(live, conn)
-        resumable = (
-            hello.last_seq is not None
-            and hello.last_seq <= room.delivered_seq
-            and room.delivered_seq - hello.last_seq <= self.settings.resume_max_events
-            and (live is None or was_present)
-        )
+        # Staff replay everything they missed; a point only what is addressed to points, so a
+        # point is measured by that (thousands of staff-only roll-call answers do not count).
+        missed: int | None = None
+        if hello.last_seq is not None and hello.last_seq <= room.delivered_seq:
+            if live is None:
+                missed = room.delivered_seq - hello.last_seq
+            elif was_present:
+                missed = room.missed_by_a_point(hello.last_seq)
+        resumable = missed is not None and missed <= self.settings.resume_max_events
         cursor = hello.last_seq if resumable and hello.last_seq is not None else snapshot_seq
         replay: list[LoggedEvent] = []
         for_points_only = live is not None

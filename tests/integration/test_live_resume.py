@@ -130,6 +130,40 @@ async def test_unknown_or_too_old_seq_gets_a_fresh_snapshot(live_server: Live) -
     assert [m["seq"] for m in replay] == [start + 4, start + 5]
 
 
+@pytest.mark.parametrize("live_server", [{"resume_max_events": 2}], indirect=True)
+async def test_staff_only_events_do_not_count_against_a_points_resume(live_server: Live) -> None:
+    """Found by a national rehearsal: 3,256 roll-call answers (staff-only events) in a few seconds
+    made a room that dropped meanwhile miss its resume, though it had missed one event."""
+    live = live_server
+    credential = live.credentials[PHUC_XA]
+    point = await live.hello_point(credential)
+    start = point.welcome["seq"]
+    await point.ws.close()
+    for _ in range(4):
+        rotated = await live.http.post(
+            f"/api/v1/sessions/{live.session_id}/invitations/00004/credential", headers=live.op
+        )
+        assert rotated.status_code == 200, rotated.text
+    await live.patch(description="trong lúc điểm danh")
+    assert (await live.get_session())["last_seq"] == start + 5
+
+    back = await live.hello_point(credential, last_seq=start)
+    assert (back.welcome["resumed"], back.welcome["replayed"]) == (True, 1)
+    (replayed,) = [await back.next()]
+    assert (replayed["seq"], replayed["event"]) == (start + 5, "session.updated")
+    await back.ws.close()
+
+    # Staff replay staff-only events too, so for them the five count: a fresh snapshot.
+    op = await live.hello_staff(last_seq=start)
+    assert (op.welcome["resumed"], op.welcome["replayed"]) == (False, 0)
+
+    # Three events for points behind is still too many for a point.
+    for n in range(3):
+        await live.patch(description=f"bỏ lỡ {n}")
+    stale = await live.hello_point(credential, last_seq=start + 5)
+    assert (stale.welcome["resumed"], stale.welcome["replayed"]) == (False, 0)
+
+
 @pytest.mark.parametrize("live_server", [{"resume_window_s": 0.5}], indirect=True)
 async def test_reconnect_after_the_window_is_a_fresh_join(live_server: Live) -> None:
     live = live_server
