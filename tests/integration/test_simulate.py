@@ -7,6 +7,7 @@ they joined, answered the roll-call with their headcounts, raised hands, and lef
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -84,7 +85,8 @@ def test_simulated_rooms_join_answer_raise_hands_and_leave_when_the_session_ends
     plan = make_plan([(f"{i}", "x") for i in range(ROOMS)], behaviour)
     silent = sum(p.silent for p in plan)
     hands = sum(p.hand_at_s is not None for p in plan)
-    assert 0 < silent < ROOMS and hands > 0
+    assert 0 < silent < ROOMS
+    assert hands > 0
     options = SimulateOptions(
         server=server.base_url,
         session_id=session_id,
@@ -120,9 +122,11 @@ def test_simulated_rooms_join_answer_raise_hands_and_leave_when_the_session_ends
     assert not thread.is_alive(), "simulate did not return after the session ended"
 
     (summary,) = result
-    assert summary.joined == ROOMS and summary.ended == ROOMS
+    assert summary.joined == ROOMS
+    assert summary.ended == ROOMS
     assert summary.errors == 0, summary.error_kinds
-    assert summary.hands == hands and summary.hands_acked == hands
+    assert summary.hands == hands
+    assert summary.hands_acked == hands
     counts = closed["round"]["counts"]
     assert (counts["present"], counts["absent"]) == (ROOMS - silent, silent)
     by_code = {r["point_code"]: r for r in closed["records"]}
@@ -158,7 +162,8 @@ def test_the_command_refuses_a_wrong_password_and_changes_nothing(
         env={"DIEMCAU_PASSWORD": "not-the-password"},
     )
     assert result.exit_code == 1
-    assert "login as" in result.output and "refused" in result.output
+    assert "login as" in result.output
+    assert "refused" in result.output
     page = desk.call("GET", f"/sessions/{session_id}/invitations")
     assert page["total"] == 0
 
@@ -196,5 +201,7 @@ def test_the_command_runs_rooms_from_an_exported_links_file(
         ],
     )
     assert result.exit_code == 0, result.output
-    summary = __import__("json").loads(result.output.strip().splitlines()[-1])
-    assert summary["rooms"] == 10 and summary["joined"] == 10 and summary["errors"] == 0
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["rooms"] == 10
+    assert summary["joined"] == 10
+    assert summary["errors"] == 0
