@@ -131,6 +131,13 @@ class RehearsalReport:
     floor_switches_seen: int
     hall_frames: int
     hall_publish_ms: float | None
+    server_cpu_s: float
+    """The server's CPU time over the whole rehearsal (both cores count)."""
+    server_peak_rss_mib: float
+    clients_loop_lag_p99_ms: float | None
+    """How late the room processes' loops woke up: their stamps include this much of their own
+    delay, on a machine they share with the server."""
+    clients_loop_lag_max_ms: float | None
     server_errors: list[str]
     errors: list[str]
     passed: dict[str, bool]
@@ -364,8 +371,10 @@ def _conduct(
                 options, behaviour, plans, fleet, desk, session_id, chair, hall, say, phase, notes
             )
             rollcalls, floor, hall_report, all_joined_s = report
+            server_cpu_s, server_peak_mib = server.usage()
             fleet.stop()
             rooms = fleet.report()
+            lags = fleet.lags_ms
         phase("end")
     finally:
         http.close()
@@ -422,6 +431,10 @@ def _conduct(
         floor_switches_seen=switches,
         hall_frames=int(hall_report.get("frames", 0)),
         hall_publish_ms=_round(hall_answer.get("publish_ms")),
+        server_cpu_s=round(server_cpu_s, 1),
+        server_peak_rss_mib=round(server_peak_mib, 1),
+        clients_loop_lag_p99_ms=quantile(lags, 0.99),
+        clients_loop_lag_max_ms=quantile(lags, 1.0),
         server_errors=server_errors[:20],
         errors=errors[:200],
         passed=passed,
@@ -700,6 +713,12 @@ def render(report: RehearsalReport) -> Table:
             "",
         )
     table.add_row("rooms told the session ended", f"{rooms.ended:,}", "")
+    table.add_row(
+        "server CPU / peak memory; room processes' loop lag",
+        f"{report.server_cpu_s:,.1f} s / {report.server_peak_rss_mib:,.0f} MiB; p99 "
+        f"{ms(report.clients_loop_lag_p99_ms)}, max {ms(report.clients_loop_lag_max_ms)}",
+        "",
+    )
     table.add_row(
         "errors seen",
         str(len(report.errors)) + "".join(f"\n{e}" for e in report.errors[:10]),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from app.benchmarks.signaling import free_port
+from app.benchmarks.signaling import cpu_seconds, free_port
 from app.benchmarks.signaling_procs import serve_diemcau
 
 ERROR_MARKERS = (
@@ -150,6 +150,21 @@ class RehearsalServer:
             if self.process.is_alive():
                 self.process.kill()
                 self.process.join(5)
+
+    def usage(self) -> tuple[float, float]:
+        """The server's CPU seconds so far and its peak resident memory (MiB)."""
+        pid = self.process.pid if self.process is not None else None
+        if pid is None:
+            return 0.0, 0.0
+        try:
+            peak_kib = next(
+                int(line.split()[1])
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmHWM:")
+            )
+            return cpu_seconds(pid), peak_kib / 1024
+        except (OSError, StopIteration, ValueError):
+            return 0.0, 0.0
 
     def logged_errors(self) -> list[str]:
         """Lines of the server's log that report an error."""

@@ -67,6 +67,8 @@ class Fleet:
         self.shards = shard(plans, processes)
         self.ctx = multiprocessing.get_context("spawn")
         self.procs: list[_Proc] = []
+        self.lags_ms: list[float] = []
+        """The client processes' loop lag samples (ms), as of the last `report`."""
 
     def __enter__(self) -> Fleet:
         return self
@@ -140,6 +142,7 @@ class Fleet:
     def report(self) -> list[dict[str, Any]]:
         """Every room's log, in the plan's order."""
         answers = self._ask([{"cmd": "report"}] * len(self.procs), timeout_s=120)
+        self.lags_ms = [float(lag) for answer in answers for lag in answer["lags_ms"]]
         rooms = [room for answer in answers for room in answer["rooms"]]
         order = {plan.code: plan.index for plan in self.plans}
         return sorted(rooms, key=lambda room: order.get(room["code"], 0))

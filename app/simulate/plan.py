@@ -143,15 +143,14 @@ def make_plan(rooms: list[tuple[str, str]], behaviour: Behaviour) -> list[RoomPl
 
 
 def shard(plans: list[RoomPlan], processes: int) -> list[list[RoomPlan]]:
-    """Rooms dealt round-robin to the processes, media rooms spread too, so every process has a
-    like share of the joins over time and of the decoding."""
+    """The media rooms in a process of their own (decoding video is their load, and it would
+    delay the other rooms' receipt stamps), the others dealt round-robin over `processes`, so
+    every process has a like share of the joins over time."""
     if processes < 1:
         raise PlanError("processes must be 1 or more")
     media = [p for p in plans if p.media]
     plain = [p for p in plans if not p.media]
     shards: list[list[RoomPlan]] = [[] for _ in range(processes)]
-    for k, plan in enumerate(media):
+    for k, plan in enumerate(plain):
         shards[k % processes].append(plan)
-    for k, plan in enumerate(plain, start=len(media)):
-        shards[k % processes].append(plan)
-    return [sorted(s, key=lambda p: p.index) for s in shards if s]
+    return [s for s in [media, *shards] if s]

@@ -21,6 +21,7 @@ from app.simulate.plan import RoomPlan
 from app.simulate.room import Room
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+PROBE_S = 0.1
 
 
 class FleetWorker:
@@ -29,6 +30,8 @@ class FleetWorker:
         self.answers = answers
         self.rooms: list[Room] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.lags_ms: list[float] = []
+        self.probe: asyncio.Task[None] | None = None
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -54,7 +57,7 @@ class FleetWorker:
         if name == "report":
             for room in self.rooms:
                 room.count_frames()
-            return {"rooms": [room.log.as_dict() for room in self.rooms]}
+            return {"rooms": [room.log.as_dict() for room in self.rooms], "lags_ms": self.lags_ms}
         if name == "stop":
             await self.stop()
             return {"stopped": len(self.rooms)}
@@ -69,7 +72,16 @@ class FleetWorker:
         started = time.monotonic() + (float(command["t0"]) - time.time())
         self.rooms = [Room(plan, url, started) for plan in plans]
         self.tasks = [asyncio.ensure_future(room.run()) for room in self.rooms]
+        self.probe = asyncio.ensure_future(self._probe_lag())
         return {"rooms": len(self.rooms)}
+
+    async def _probe_lag(self) -> None:
+        """How late this loop wakes up: the rooms stamp events on receipt, so a busy client
+        process adds its own delay to what they measure; the report says how much."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(PROBE_S)
+            self.lags_ms.append((time.monotonic() - before - PROBE_S) * 1000)
 
     def status(self) -> dict[str, Any]:
         answered: Counter[str] = Counter()
@@ -97,10 +109,12 @@ class FleetWorker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30):
                 await asyncio.gather(*(room.stop() for room in rooms), return_exceptions=True)
-        for task in self.tasks:
+        tasks = [*self.tasks, *([self.probe] if self.probe is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks = []
+        self.probe = None
 
 
 def _media_network(url: str) -> None:

@@ -73,6 +73,9 @@ def test_a_small_rehearsal_passes_and_accounts_for_every_room(tmp_path: Path) ->
     assert rooms.media_receiving == 3
     assert (rooms.program_frames_min or 0) > 0
     assert report.hall_frames > 0
+    assert report.server_cpu_s > 0
+    assert report.server_peak_rss_mib > 50
+    assert report.clients_loop_lag_p99_ms is not None
     assert any("roll-call 1 closed" in line for line in lines)
 
 

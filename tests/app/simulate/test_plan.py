@@ -63,13 +63,14 @@ def test_codes_and_credentials_stay_with_their_room_in_order() -> None:
     assert [p.index for p in plans] == list(range(len(ROOMS)))
 
 
-def test_shards_deal_every_room_once_and_spread_the_media_rooms() -> None:
+def test_shards_deal_every_room_once_with_the_media_rooms_apart() -> None:
     plans = make_plan(ROOMS, Behaviour(media_points=5))
     shards = shard(plans, 2)
     assert sorted(p.index for s in shards for p in s) == list(range(len(ROOMS)))
-    assert [sum(p.media for p in s) for s in shards] == [3, 2]
-    assert abs(len(shards[0]) - len(shards[1])) <= 1
-    assert len(shard(plans[:1], 4)) == 1
+    assert [sum(p.media for p in s) for s in shards] == [5, 0, 0]
+    assert abs(len(shards[1]) - len(shards[2])) <= 1
+    assert all(s == sorted(s, key=lambda p: p.index) for s in shards)
+    assert len(shard(make_plan(ROOMS[:1], Behaviour()), 4)) == 1
     with pytest.raises(PlanError):
         shard(plans, 0)
 
