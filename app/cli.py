@@ -836,6 +836,40 @@ def bench_rollcall(
     _report_bench(rollcall, options, as_json=as_json)
 
 
+@bench_cli.command("janus")
+def bench_janus(
+    subscribers: Annotated[
+        str, typer.Option(help="Loads to compare at, comma separated (each 1..500).")
+    ] = "50,100",
+    decoding: Annotated[int, typer.Option(min=0, help="Decoding subscribers per run.")] = 1,
+    window_s: Annotated[float, typer.Option(min=2, max=600, help="Measured window.")] = 10.0,
+    processes: Annotated[int, typer.Option(min=1, max=8, help="Subscriber processes.")] = 2,
+    event_loops: Annotated[
+        int, typer.Option(min=1, max=16, help="Janus's shared event loops (its best: cores).")
+    ] = 2,
+    workers: Annotated[int, typer.Option(min=0, max=16, help="Our forwarding processes.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Our embedded media plane and Janus VideoRoom (Debian's janus, started here on loopback)
+    with the same publisher and subscribers, one after the other at each load: server CPU per
+    subscriber, subscribers per core, and the ratio ours/Janus (target >= 0.5)."""
+    from app.benchmarks import sfu
+
+    try:
+        loads = tuple(int(part) for part in subscribers.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter("--subscribers must be numbers, e.g. 50,100") from None
+    options = sfu.SfuOptions(
+        subscribers=loads,
+        decoding=decoding,
+        window_s=window_s,
+        processes=processes,
+        event_loops=event_loops,
+        workers=workers,
+    )
+    _report_bench(sfu, options, as_json=as_json)
+
+
 @bench_cli.command("all")
 def bench_all(
     points: Annotated[
