@@ -870,6 +870,50 @@ def bench_janus(
     _report_bench(sfu, options, as_json=as_json)
 
 
+@bench_cli.command("growth")
+def bench_growth(
+    sizes: Annotated[str, typer.Option(help="Point counts, growing, comma separated.")] = (
+        "100,526,3321"
+    ),
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Client processes.")] = 2,
+    events: Annotated[int, typer.Option(min=1, max=1000, help="Events fanned out per size.")] = 20,
+    batch: Annotated[int, typer.Option(min=1, help="Points per arrival batch.")] = 50,
+    batch_interval_ms: Annotated[int, typer.Option(min=0, max=10_000)] = 100,
+    out_dir: Annotated[
+        Path, typer.Option(help="Where growth.md and growth.png go.", file_okay=False)
+    ] = Path("docs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The signaling benchmark at each size: how join time, fan-out time, memory and CPU grow;
+    writes a table (growth.md) and a plot (growth.png)."""
+    import json
+
+    from app.benchmarks import growth
+
+    try:
+        counts = tuple(int(part) for part in sizes.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter("--sizes must be numbers, e.g. 100,526,3321") from None
+    options = growth.GrowthOptions(
+        sizes=counts,
+        processes=processes,
+        events=events,
+        batch=batch,
+        batch_interval_ms=batch_interval_ms,
+        out_dir=out_dir,
+    )
+    try:
+        result = growth.run(options)
+    except growth.BenchError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    growth.write(result, out_dir)
+    if as_json:
+        typer.echo(json.dumps(growth.as_dict(result), ensure_ascii=False))
+        return
+    out.print(growth.render(result))
+
+
 @bench_cli.command("all")
 def bench_all(
     points: Annotated[

@@ -79,6 +79,25 @@ def test_a_small_rehearsal_passes_and_accounts_for_every_room(tmp_path: Path) ->
     assert any("roll-call 1 closed" in line for line in lines)
 
 
+def test_a_rehearsal_on_the_configured_postgresql(postgres_url: str) -> None:
+    options = RehearseOptions(
+        points=HANOI_CSV,
+        limit=25,
+        media_points=2,
+        passes=2,
+        pass_interval_s=3,
+        join_spread_s=1,
+        database_url=postgres_url,
+        behaviour=Behaviour(answer_delay_s=(0.5, 1.5), drop_share=0.1, seed=5),
+    )
+    report = run(options)
+    assert report.passed_all, report.errors
+    assert report.database.startswith("postgresql")
+    assert report.rooms.joined == 25
+    assert report.floor_switches_seen == 2
+    assert "--database-url <postgresql>" in report.command
+
+
 def test_the_command_prints_one_json_object_and_fails_on_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("code,name\n00001,Phường Phúc Xá\n00001,Trùng mã\n", encoding="utf-8")
