@@ -100,6 +100,9 @@ class RollcallStep:
     headcount: int
     ack_p50_ms: float | None
     ack_p99_ms: float | None
+    """From the send that was answered (a room that dropped counts from its resend)."""
+    resent: int
+    """Answers a room had to send again after its connection dropped."""
 
 
 @dataclass
@@ -589,6 +592,7 @@ def _rollcall(
         headcount=int(counts["headcount"]),
         ack_p50_ms=quantile(ack_ms, 0.5),
         ack_p99_ms=quantile(ack_ms, 0.99),
+        resent=sum(1 for room in acked if int(room["rollcall"][key].get("sends", 1)) > 1),
     )
     say(
         f"roll-call {number} closed: {step.answered:,}/{step.expected:,} answered in "
@@ -687,7 +691,7 @@ def render(report: RehearsalReport) -> Table:
             f"{'-' if rc.complete_s is None else f'{rc.complete_s:.1f} s'}, "
             f"{rc.counted:,} counted ({rc.mismatched} not as answered), {rc.absent} absent "
             f"(silent rooms), {rc.headcount:,} people; ack p50 {ms(rc.ack_p50_ms)}, "
-            f"p99 {ms(rc.ack_p99_ms)}",
+            f"p99 {ms(rc.ack_p99_ms)}; {rc.resent} sent again after a drop",
             verdict[rc.answered == rc.expected and rc.mismatched == 0],
         )
     for k, step in enumerate(report.floor, start=1):

@@ -127,7 +127,7 @@ def render(summary: RoomsSummary, title: str = "simulated rooms") -> Table:
         table.add_row(
             f"roll-call {r.round}: answered",
             f"{r.answered:,} / {r.expected:,} (+{r.silent_joined} silent rooms); ack p50 "
-            f"{ms(r.ack_p50_ms)}, p99 {ms(r.ack_p99_ms)}",
+            f"{ms(r.ack_p50_ms)}, p99 {ms(r.ack_p99_ms)}; {r.resent} sent again after a drop",
         )
     if summary.media_rooms:
         table.add_row(

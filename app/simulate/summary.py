@@ -30,6 +30,9 @@ class RoundSummary:
     silent_joined: int
     ack_p50_ms: float | None
     ack_p99_ms: float | None
+    """From the send that was answered to its ack (a retry after a drop counts from the retry)."""
+    resent: int
+    """Answers sent more than once (the connection dropped before the ack)."""
     answer_p50_s: float | None
     """From the room seeing the round open to its ack (its planned counting time included)."""
     answer_max_s: float | None
@@ -84,6 +87,7 @@ def summarize(rooms: list[dict[str, Any]]) -> RoomsSummary:
                 silent_joined=sum(1 for room in joined if room["silent"]),
                 ack_p50_ms=quantile(ack_ms, 0.5),
                 ack_p99_ms=quantile(ack_ms, 0.99),
+                resent=sum(1 for r in acked if int(r.get("sends", 1)) > 1),
                 answer_p50_s=quantile(answer_s, 0.5),
                 answer_max_s=quantile(answer_s, 1.0),
             )

@@ -66,7 +66,7 @@ def test_a_round_expects_every_joined_room_that_is_not_silent() -> None:
     answered = {"outcome": "ack", "ack_ms": 8.0, "opened_seen": 100.0, "acked": 104.0}
     rooms = [
         room("00001", rollcall={"1": answered}),
-        room("00004", rollcall={"1": {**answered, "ack_ms": 20.0, "acked": 109.0}}),
+        room("00004", rollcall={"1": {**answered, "ack_ms": 20.0, "acked": 109.0, "sends": 2}}),
         room("00006", rollcall={"1": {"outcome": "timeout", "opened_seen": 100.0}}),
         room("00007", silent=True),
         room("00008", joined=False, join_ms=None),
@@ -74,6 +74,7 @@ def test_a_round_expects_every_joined_room_that_is_not_silent() -> None:
     (only,) = summarize(rooms).rounds
     assert (only.round, only.expected, only.answered, only.silent_joined) == (1, 3, 2, 1)
     assert only.ack_p99_ms == 20.0
+    assert only.resent == 1
     assert only.answer_max_s == 9.0
 
 
