@@ -104,6 +104,13 @@ class SignalingMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.rollcall_commit_seconds = Histogram(
+            "diemcau_rollcall_commit_seconds",
+            "From a roll-call answer or action stepped in memory to its commit: the part of an "
+            "ack's wait that is the server's.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
         self._lag_task: asyncio.Task[None] | None = None
         self.recent_lags: list[float] = []
 

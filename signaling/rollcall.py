@@ -146,6 +146,7 @@ class RollcallDesk:
         invited: Callable[[], Mapping[int, tuple[str, str, str | None]]],
         code_of: Callable[[int], str | None],
         settings: Callable[[], dict[str, Any]],
+        observe_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.sessions = sessions
@@ -156,6 +157,7 @@ class RollcallDesk:
         self.invited = invited
         self.code_of = code_of
         self.settings = settings
+        self.observe_commit = observe_commit
         self.state = RollcallState()
         self.round_ids: dict[int, int] = {}
         self.keys: dict[tuple[int, str], _Key] = {}
@@ -460,7 +462,10 @@ class RollcallDesk:
 
     def _committed(self, batch: list[_Op], events: list[SessionEvent]) -> None:
         touched: dict[int, set[str]] = {}
+        committed_at = time.time()
         for op in batch:
+            if self.observe_commit is not None:
+                self.observe_commit(committed_at - op.at)
             effect = op.effect
             if isinstance(effect, machine.Opened):
                 round_ = self.state.round(effect.round)

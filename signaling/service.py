@@ -292,6 +292,7 @@ class Signaling:
             invited=invited,
             code_of=lambda point_id: live.code if (live := room.points.get(point_id)) else None,
             settings=lambda: dict(room.snapshot.settings) if room.snapshot is not None else {},
+            observe_commit=self.metrics.rollcall_commit_seconds.observe,
         )
 
     def _rollcall_view(self, session_id: int, point_id: int | None) -> RollcallRoundView | None:

@@ -107,6 +107,10 @@ async def test_a_round_from_open_to_close(
     }
     event = await second.until("event", where=lambda m: m["event"] == "rollcall.closed")
     assert event["payload"]["counts"]["absent"] == HANOI_POINTS - 4
+    # The server's part of each wait is measured: the open, four answers and marks, the close;
+    # a replayed answer and refused commands commit nothing.
+    metrics = await live.metrics()
+    assert metrics["diemcau_rollcall_commit_seconds_count"] == 6
     # Nobody answers a closed round; the next round is a new one.
     refused(await rc(first, "confirm", round=1, headcount=3, key=key()), "invalid_transition")
     # A point only ever sees the opening and the closing, never another room's answer.
