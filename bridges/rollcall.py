@@ -216,8 +216,17 @@ def _text(value: str, limit: int, phase: Phase, command: str) -> str:
     return value
 
 
+def _copy(records: Mapping[int, Record]) -> dict[int, Record]:
+    """A round's records to change. Once per answer, so it must be the C-level dict copy: `dict()`
+    of a mappingproxy goes key by key and cost 250 µs at 3,321 points, a quarter of a second of
+    the server's loop per hundred answers (found by the national rehearsal)."""
+    if isinstance(records, MappingProxyType | dict):
+        return records.copy()
+    return dict(records)
+
+
 def _with(round_: Round, point: int, record: Record) -> Round:
-    records = dict(round_.records)
+    records = _copy(round_.records)
     records[point] = record
     return replace(round_, records=MappingProxyType(records))
 
@@ -357,7 +366,7 @@ def _close(state: RollcallState, command: Close, now: float) -> tuple[RollcallSt
     if round_.phase is not Phase.OPEN:
         raise RollcallRefused(round_.phase, command.name, Refusal.ROUND_CLOSED)
     absent = tuple(sorted(p for p in round_.limits if p not in round_.records))
-    records = dict(round_.records)
+    records = _copy(round_.records)
     for point in absent:
         records[point] = Record(status=Status.ABSENT, headcount=None, changed_at=now)
     closed = replace(round_, phase=Phase.CLOSED, closed_at=now, records=MappingProxyType(records))
