@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import SessionEvent
+from signaling.audience import EVERYONE_PREFIXES, EVERYONE_TYPES, STAFF_TYPES
 
 logger = logging.getLogger("diemcau.hub")
 _BATCH = 500
@@ -67,15 +68,32 @@ class EventHub(Protocol):
 
 
 async def read_events(
-    sessions: async_sessionmaker[AsyncSession], session_id: int, after_seq: int, limit: int
+    sessions: async_sessionmaker[AsyncSession],
+    session_id: int,
+    after_seq: int,
+    limit: int,
+    *,
+    up_to: int | None = None,
+    points_only: bool = False,
 ) -> list[LoggedEvent]:
-    async with sessions() as db:
-        rows = await db.scalars(
-            select(SessionEvent)
-            .where(SessionEvent.session_id == session_id, SessionEvent.seq > after_seq)
-            .order_by(SessionEvent.seq)
-            .limit(limit)
+    """Logged events after `after_seq` (and up to `up_to`) in order. `points_only` leaves the
+    staff-only ones in the database: a point resuming in a roll-call would otherwise load thousands
+    of other rooms' answers as rows only to drop them."""
+    query = select(SessionEvent).where(
+        SessionEvent.session_id == session_id, SessionEvent.seq > after_seq
+    )
+    if up_to is not None:
+        query = query.where(SessionEvent.seq <= up_to)
+    if points_only:
+        query = query.where(
+            or_(
+                SessionEvent.type.in_(sorted(EVERYONE_TYPES)),
+                *(SessionEvent.type.startswith(prefix) for prefix in EVERYONE_PREFIXES),
+            ),
+            SessionEvent.type.not_in(sorted(STAFF_TYPES)),
         )
+    async with sessions() as db:
+        rows = await db.scalars(query.order_by(SessionEvent.seq).limit(limit))
         return [to_logged(row) for row in rows]
 
 

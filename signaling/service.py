@@ -557,16 +557,21 @@ class Signaling:
         replay: list[LoggedEvent] = []
         for_points_only = live is not None
         while cursor < room.delivered_seq:
+            # Everything in (cursor, target] in one read (seqs are unique, so the limit never
+            # cuts it short); a point's read leaves the staff-only events in the database.
             target = room.delivered_seq
-            batch = await read_events(self.readers, room.session_id, cursor, target - cursor)
-            if not batch:
-                break
+            batch = await read_events(
+                self.readers,
+                room.session_id,
+                cursor,
+                target - cursor,
+                up_to=target,
+                points_only=for_points_only,
+            )
             for logged in batch:
-                if logged.seq > target:
-                    break
                 if not for_points_only or audience_of(logged.type) is Audience.EVERYONE:
                     replay.append(logged)
-                cursor = logged.seq
+            cursor = target
         if live is not None and live.connection is not conn:
             raise Refused(ErrorCode.UNAUTHENTICATED, "replaced while joining", CloseCode.REPLACED)
         conn.min_seq = cursor

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.events.service import PENDING_EVENTS, append_event
 from app.sessions import service
 from app.sessions.schemas import SessionCreate
-from signaling.hub import LoggedEvent, LogTailHub, to_logged
+from signaling.audience import Audience, audience_of
+from signaling.hub import LoggedEvent, LogTailHub, read_events, to_logged
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -126,3 +127,41 @@ async def test_a_gap_in_published_events_is_filled_from_the_log(db_factory: Fact
         assert [e.payload for e in received] == [{"i": 0}, {"i": 1}, {"i": 2}]
     finally:
         await hub.close()
+
+
+async def test_a_points_read_leaves_staff_only_events_in_the_database(
+    db_factory: Factory,
+) -> None:
+    """A point resuming in a roll-call must not load every other room's answer to drop it."""
+    session_id = await new_session(db_factory)  # seq 1: session.created
+    async with db_factory() as db:
+        for kind in (
+            "rollcall.opened",
+            "rollcall.confirmed",
+            "invitation.credential_rotated",
+            "rollcall.confirmed",
+            "floor.call_on",
+            "floor.request",
+            "rollcall.marked",
+            "program.published",
+            "rollcall.closed",
+            "session.updated",
+        ):
+            await append_event(db, session_id, kind, "test", {"tên": "Phường Phúc Xá"})
+        await db.commit()
+    every = await read_events(db_factory, session_id, 1, 100)
+    assert [e.seq for e in every] == list(range(2, 12))
+    for_points = await read_events(db_factory, session_id, 1, 100, points_only=True)
+    assert [(e.seq, e.type) for e in for_points] == [
+        (2, "rollcall.opened"),
+        (6, "floor.call_on"),
+        (9, "program.published"),
+        (10, "rollcall.closed"),
+        (11, "session.updated"),
+    ]
+    assert all(audience_of(e.type) is Audience.EVERYONE for e in for_points)
+    assert for_points[0].payload == {"tên": "Phường Phúc Xá"}
+    # `up_to` bounds the read: what the room has delivered so far, not what was committed since.
+    bounded = await read_events(db_factory, session_id, 1, 100, up_to=9, points_only=True)
+    assert [e.seq for e in bounded] == [2, 6, 9]
+    assert await read_events(db_factory, session_id, 9, 100, up_to=9) == []
