@@ -43,10 +43,12 @@ async def test_hand_raised_granted_heard_revoked(live_server: Live) -> None:
     request_id = reply["result"]["request_id"]
     assert floor_of(reply)["queue"][0]["point_code"] == speaker_code
     assert floor_of(reply)["queue"][0]["topic"] == "Đường ngõ 12 bị ngập khi mưa"
-    # Everyone sees the queue change; the listener's own event says who waits.
-    event = await listener.until("event", where=lambda m: m["event"] == "floor.request")
+    # The desk sees the hand; other points do not (nobody's place moved), the speaker has its
+    # place in its ack.
+    event = await moderator.until("event", where=lambda m: m["event"] == "floor.request")
     assert event["payload"]["floor"]["queue"][0]["position"] == 1
     assert abs(event["payload"]["floor"]["queue"][0]["requested_at"] - time.time()) < 30
+    assert floor_of(reply)["queue"][0]["position"] == 1
 
     # A client that did not resume asks for the floor as it is.
     assert floor_of(await act(listener, "get"))["queue"][0]["request_id"] == request_id
@@ -55,6 +57,10 @@ async def test_hand_raised_granted_heard_revoked(live_server: Live) -> None:
     assert granted["queue"] == []
     event = await speaker.until("event", where=lambda m: m["event"] == "floor.grant")
     assert event["payload"]["effects"][0]["kind"] == "granted"
+    # The grant reaches every point, the hand never reached them.
+    await listener.until("event", where=lambda m: m["event"] == "floor.grant")
+    for point in (speaker, listener):
+        assert not [m for m in point.seen if m.get("event") == "floor.request"]
 
     # Media follows the floor: the speaker reaches the hall and the listener.
     for rx in (hall_rx, listener_rx):

@@ -14,6 +14,10 @@ from signaling.audience import Audience, audience_of
         ("session.updated", Audience.EVERYONE),
         ("session.status_changed", Audience.EVERYONE),
         ("floor.granted", Audience.EVERYONE),
+        ("floor.call_on", Audience.EVERYONE),
+        ("floor.cancel", Audience.EVERYONE),
+        # A new hand moves nobody else's place in the queue.
+        ("floor.request", Audience.STAFF),
         ("rollcall.opened", Audience.EVERYONE),
         ("rollcall.closed", Audience.EVERYONE),
         ("rollcall.confirmed", Audience.STAFF),
