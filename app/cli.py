@@ -1069,6 +1069,15 @@ def rehearse(
         ),
     ] = None,
     processes: Annotated[int, typer.Option(min=1, max=32, help="Room processes.")] = 2,
+    media_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=64,
+            help="The server's media forwarding processes; default as `diemcau serve`: one per "
+            "core (0: on the API's own loop).",
+        ),
+    ] = None,
     passes: Annotated[int, typer.Option(min=1, max=100, help="Floor passes.")] = 5,
     pass_interval_s: Annotated[float, typer.Option(min=2, max=120)] = 8.0,
     join_spread_s: Annotated[
@@ -1097,6 +1106,7 @@ def rehearse(
         limit=limit,
         database_url=database_url,
         processes=processes,
+        media_workers=media_workers,
         passes=passes,
         pass_interval_s=pass_interval_s,
         join_spread_s=join_spread_s,

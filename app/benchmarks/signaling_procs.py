@@ -78,7 +78,11 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 def serve_diemcau(
-    env: dict[str, str], phase_dir: str, profile: bool = False, freeze_gc: bool = False
+    env: dict[str, str],
+    phase_dir: str,
+    profile: bool = False,
+    freeze_gc: bool = False,
+    media_workers: int | None = 0,
 ) -> None:
     """Run the real server (`uvicorn.Server(server_config(settings))`) with DIEMCAU_* from `env`.
 
@@ -87,6 +91,8 @@ def serve_diemcau(
     cProfile on the server's main thread: a hint of where the time goes (it slows the server down).
     With `freeze_gc` (an experiment, not how the service runs), each phase starts with
     `gc.freeze()`, so full collections skip every object that existed before it.
+    `media_workers` 0 (the benchmarks negotiate no media, and a daemon process may not start
+    worker processes) or, from a process that is not a daemon, as `diemcau serve` (None).
     """
     die_with_parent()
     for key in [k for k in os.environ if k.startswith("DIEMCAU_")]:
@@ -100,8 +106,7 @@ def serve_diemcau(
     from app.server import server_config
     from app.settings import Settings
 
-    # No media is negotiated here, and a daemon process may not start media worker processes.
-    settings = Settings(media_workers=0).with_secret()
+    settings = Settings(media_workers=media_workers).with_secret()
     configure_logging(settings.log_level, settings.log_format)
     PhaseRecorder(Path(phase_dir), profile=profile, freeze_gc=freeze_gc).install()
     uvicorn.Server(server_config(settings)).run()

@@ -51,6 +51,8 @@ class RehearseOptions:
     media_points: int = 20
     database_url: str | None = None
     processes: int = 2
+    media_workers: int | None = None
+    """The server's media processes; None as `diemcau serve` (one per core)."""
     passes: int = 5
     pass_interval_s: float = 8.0
     join_spread_s: float | None = None
@@ -73,6 +75,8 @@ class RehearseOptions:
             parts.append("--database-url <postgresql>")
         if self.processes != 2:
             parts.append(f"--processes {self.processes}")
+        if self.media_workers is not None:
+            parts.append(f"--media-workers {self.media_workers}")
         if self.passes != 5 or self.pass_interval_s != 8.0:
             parts.append(f"--passes {self.passes} --pass-interval-s {self.pass_interval_s:g}")
         if self.join_spread_s is not None:
@@ -141,8 +145,9 @@ class RehearsalReport:
     hall_frames: int
     hall_publish_ms: float | None
     server_cpu_s: float
-    """The server's CPU time over the whole rehearsal (both cores count)."""
+    """CPU time of the server's processes (the API and its media workers) over the rehearsal."""
     server_peak_rss_mib: float
+    """Their peak resident memory, added up."""
     clients_loop_lag_p99_ms: float | None
     """How late the room processes' loops woke up: their stamps include this much of their own
     delay, on a machine they share with the server."""
@@ -327,7 +332,9 @@ def run(options: RehearseOptions, progress: Progress | None = None) -> Rehearsal
     tmp = Path(tempfile.mkdtemp(prefix="diemcau-rehearsal-"))
     staff: list[_Staff] = []
     try:
-        with RehearsalServer(tmp, options.database_url, len(rows)) as server:
+        with RehearsalServer(
+            tmp, options.database_url, len(rows), media_workers=options.media_workers
+        ) as server:
             say(f"server on {server.base_url} ({'SQLite' if server.embedded else 'database'})")
             return _conduct(options, behaviour, rows, data, server, staff, say, started)
     except ServerError as exc:

@@ -34,14 +34,16 @@ class ServerError(RuntimeError):
     """The server did not start or the database could not be prepared."""
 
 
-def _serve_logged(env: dict[str, str], log_path: str, phase_dir: str) -> None:
+def _serve_logged(
+    env: dict[str, str], log_path: str, phase_dir: str, media_workers: int | None
+) -> None:
     """Spawn target: the server with its stdout and stderr in a file."""
     with open(log_path, "ab", buffering=0) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    serve_diemcau(env, phase_dir)
+    serve_diemcau(env, phase_dir, media_workers=media_workers)
 
 
 async def _create_operator(url: str, username: str, password: str) -> None:
@@ -72,8 +74,15 @@ async def _create_operator(url: str, username: str, password: str) -> None:
 class RehearsalServer:
     """Start with `start()`; `stop()` always (a context manager does both)."""
 
-    def __init__(self, tmp: Path, database_url: str | None = None, points: int = 0) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        database_url: str | None = None,
+        points: int = 0,
+        media_workers: int | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.media_workers = media_workers
         self.database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'rehearsal.sqlite3'}"
         self.points = points
         self.username = f"rehearsal-{secrets.token_hex(4)}"
@@ -124,9 +133,11 @@ class RehearsalServer:
         context = multiprocessing.get_context("spawn")
         self.process = context.Process(
             target=_serve_logged,
-            args=(env, str(self.log_path), str(self.tmp / "phases")),
+            args=(env, str(self.log_path), str(self.tmp / "phases"), self.media_workers),
             name="diemcau-rehearsal-server",
-            daemon=True,
+            # Not a daemon: as `diemcau serve`, it starts media worker processes of its own. It
+            # dies with the rehearsal all the same (PR_SET_PDEATHSIG in serve_diemcau).
+            daemon=False,
         )
         self.process.start()
         deadline = time.monotonic() + 60
@@ -152,19 +163,24 @@ class RehearsalServer:
                 self.process.join(5)
 
     def usage(self) -> tuple[float, float]:
-        """The server's CPU seconds so far and its peak resident memory (MiB)."""
+        """CPU seconds so far and peak resident memory (MiB) of the server's processes: the API
+        and its media workers (their peaks added up)."""
         pid = self.process.pid if self.process is not None else None
         if pid is None:
             return 0.0, 0.0
-        try:
-            peak_kib = next(
-                int(line.split()[1])
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith("VmHWM:")
-            )
-            return cpu_seconds(pid), peak_kib / 1024
-        except (OSError, StopIteration, ValueError):
-            return 0.0, 0.0
+        cpu = 0.0
+        peak_kib = 0
+        for member in [pid, *_descendants(pid)]:
+            try:
+                cpu += cpu_seconds(member)
+                peak_kib += next(
+                    int(line.split()[1])
+                    for line in Path(f"/proc/{member}/status").read_text().splitlines()
+                    if line.startswith("VmHWM:")
+                )
+            except (OSError, StopIteration, ValueError):
+                continue
+        return cpu, peak_kib / 1024
 
     def logged_errors(self) -> list[str]:
         """Lines of the server's log that report an error."""
@@ -180,3 +196,23 @@ class RehearsalServer:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live child processes, their children, and so on (from /proc's `children` lists)."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            queue.extend(children)
+    return found
