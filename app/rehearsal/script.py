@@ -39,6 +39,7 @@ from app.simulate.summary import RoomsSummary, quantile, summarize
 CHUNK = 5_000
 COMMIT_HISTOGRAM = "diemcau_rollcall_commit_seconds"
 LAG_HISTOGRAM = "diemcau_event_loop_lag_seconds"
+FANOUT_HISTOGRAM = "diemcau_fanout_seconds"
 
 
 class RehearsalError(RuntimeError):
@@ -142,6 +143,11 @@ class RehearsalReport:
     rollcalls: list[RollcallStep]
     floor: list[FloorStep]
     floor_switches_seen: int
+    floor_fanout_max_ms: float | None
+    """The server's longest fan-out of one event during the floor passes (the call-ons to every
+    room), as the upper bound of its `diemcau_fanout_seconds` bucket: what of `event_p99_ms` was the
+    server's."""
+    floor_server_loop_lag_p99_ms: float | None
     hall_frames: int
     hall_publish_ms: float | None
     server_cpu_s: float
@@ -399,7 +405,7 @@ def _conduct(
             report = _with_rooms(
                 options, behaviour, plans, fleet, desk, session_id, chair, hall, say, phase, notes
             )
-            rollcalls, floor, hall_report, all_joined_s = report
+            rollcalls, floor, floor_server, hall_report, all_joined_s = report
             server_cpu_s, server_peak_mib = server.usage()
             server_lag = server_metrics.between(
                 lag_before, desk.histograms().get(LAG_HISTOGRAM, {})
@@ -461,6 +467,8 @@ def _conduct(
         rollcalls=rollcalls,
         floor=floor,
         floor_switches_seen=switches,
+        floor_fanout_max_ms=floor_server.get("fanout_max_ms"),
+        floor_server_loop_lag_p99_ms=floor_server.get("loop_lag_p99_ms"),
         hall_frames=int(hall_report.get("frames", 0)),
         hall_publish_ms=_round(hall_answer.get("publish_ms")),
         server_cpu_s=round(server_cpu_s, 1),
@@ -493,7 +501,9 @@ def _with_rooms(
     say: Progress,
     phase: Callable[[str], None],
     notes: list[str],
-) -> tuple[list[RollcallStep], list[FloorStep], dict[str, Any], float | None]:
+) -> tuple[
+    list[RollcallStep], list[FloorStep], dict[str, float | None], dict[str, Any], float | None
+]:
     """The conference proper, while the rooms live."""
     last = [0.0]
 
@@ -523,6 +533,7 @@ def _with_rooms(
     speakers = media_rooms or [p for p in plans if not p.silent and p.drop_at_s is None]
     called = [speakers[k % len(speakers)] for k in range(options.passes)]
     say(f"floor: {options.passes} passes, one every {options.pass_interval_s:g} s")
+    server_before = desk.histograms()
     ran = chair.ask(
         {
             "cmd": "run",
@@ -546,6 +557,21 @@ def _with_rooms(
             },
             60,
         )
+    server_after = desk.histograms()
+    floor_server = {
+        "fanout_max_ms": server_metrics.bound_ms(
+            server_metrics.between(
+                server_before.get(FANOUT_HISTOGRAM, {}), server_after.get(FANOUT_HISTOGRAM, {})
+            ),
+            1.0,
+        ),
+        "loop_lag_p99_ms": server_metrics.bound_ms(
+            server_metrics.between(
+                server_before.get(LAG_HISTOGRAM, {}), server_after.get(LAG_HISTOGRAM, {})
+            ),
+            0.99,
+        ),
+    }
     rooms_now = fleet.report()
     floor = _floor_steps(passes, rooms_now, hall_report.get("first_frame_ms", []))
     phase("floor")
@@ -561,7 +587,7 @@ def _with_rooms(
     desk.action(session_id, "end")
     say("session ended; waiting for every room to be told")
     fleet.wait(lambda s: s.finished == s.rooms, 60, show)
-    return rollcalls, floor, hall_report, all_joined_s
+    return rollcalls, floor, floor_server, hall_report, all_joined_s
 
 
 def _rollcall(
@@ -739,7 +765,9 @@ def render(report: RehearsalReport) -> Table:
         )
     table.add_row(
         "floor switches seen at the hall",
-        f"{report.floor_switches_seen}/{len(report.floor)}",
+        f"{report.floor_switches_seen}/{len(report.floor)}; the server's longest fan-out of an "
+        f"event meanwhile ≤ {ms(report.floor_fanout_max_ms)}, its loop lag p99 ≤ "
+        f"{ms(report.floor_server_loop_lag_p99_ms)}",
         verdict[report.passed["floor_switches"]],
     )
     if report.media_points:

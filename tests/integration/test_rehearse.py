@@ -79,6 +79,8 @@ def test_a_small_rehearsal_passes_and_accounts_for_every_room(tmp_path: Path) ->
     assert report.server_peak_rss_mib > 50
     assert report.clients_loop_lag_p99_ms is not None
     assert report.server_loop_lag_p99_ms is not None
+    assert report.floor_fanout_max_ms is not None
+    assert report.floor_server_loop_lag_p99_ms is not None
     assert any("roll-call 1 closed" in line for line in lines)
 
 
