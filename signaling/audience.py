@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, or_
+
 
 class Audience(enum.StrEnum):
     EVERYONE = "everyone"
@@ -32,3 +34,15 @@ def audience_of(event_type: str) -> Audience:
     if event_type in EVERYONE_TYPES or event_type.startswith(EVERYONE_PREFIXES):
         return Audience.EVERYONE
     return Audience.STAFF
+
+
+def for_points(event_type: SQLColumnExpression[str]) -> ColumnElement[bool]:
+    """`audience_of(type) is EVERYONE` as SQL, so a log read for a point leaves the rest in the
+    database; kept beside `audience_of`, which the reader still applies to what it gets."""
+    return and_(
+        or_(
+            event_type.in_(sorted(EVERYONE_TYPES)),
+            *(event_type.startswith(prefix) for prefix in EVERYONE_PREFIXES),
+        ),
+        event_type.not_in(sorted(STAFF_TYPES)),
+    )

@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import SessionEvent
-from signaling.audience import EVERYONE_PREFIXES, EVERYONE_TYPES, STAFF_TYPES
+from signaling.audience import for_points
 
 logger = logging.getLogger("diemcau.hub")
 _BATCH = 500
@@ -85,13 +85,7 @@ async def read_events(
     if up_to is not None:
         query = query.where(SessionEvent.seq <= up_to)
     if points_only:
-        query = query.where(
-            or_(
-                SessionEvent.type.in_(sorted(EVERYONE_TYPES)),
-                *(SessionEvent.type.startswith(prefix) for prefix in EVERYONE_PREFIXES),
-            ),
-            SessionEvent.type.not_in(sorted(STAFF_TYPES)),
-        )
+        query = query.where(for_points(SessionEvent.type))
     async with sessions() as db:
         rows = await db.scalars(query.order_by(SessionEvent.seq).limit(limit))
         return [to_logged(row) for row in rows]

@@ -55,7 +55,3 @@ def bound_ms(buckets: Mapping[float, float], q: float) -> float | None:
     if bound is None or math.isinf(bound):
         return None
     return round(bound * 1000, 1)
-
-
-def count(buckets: Mapping[float, float]) -> int:
-    return int(buckets.get(math.inf, 0.0))
